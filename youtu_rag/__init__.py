@@ -1,0 +1,14 @@
+"""youtu-rag: Youtu-Embedding as a drop-in embedding and retrieval component for RAG."""
+
+from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.loading import clear_backbone_cache
+from youtu_rag.profiles import MINILM, YOUTU_EMBEDDING, ModelProfile, get_profile
+
+__all__ = [
+    "MINILM",
+    "YOUTU_EMBEDDING",
+    "ModelProfile",
+    "YoutuEmbedder",
+    "clear_backbone_cache",
+    "get_profile",
+]

@@ -1,0 +1,219 @@
+"""YoutuEmbedder: texts in, L2-normalised float32 vectors out, in input order.
+
+One readable loop, after sentence-transformers' ``encode``: tokenize once, sort by length, cut
+batches by row count and by a padded-token budget, pool the text tokens, restore the order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from youtu_rag.instructions import format_prefix, resolve_task
+from youtu_rag.loading import Backbone, load_backbone, resolve_device, resolve_dtype
+from youtu_rag.pooling import l2_normalize, masked_mean, text_mask
+from youtu_rag.profiles import YOUTU_EMBEDDING, ModelProfile, Pooling, get_profile, override
+
+logger = logging.getLogger(__name__)
+
+#: Padded tokens per forward pass: bounds activation memory whatever the batch size.
+DEFAULT_MAX_BATCH_TOKENS = 16384
+
+
+def validate_texts(texts: str | Iterable[str]) -> list[str]:
+    """The texts as a list, or the error that names the first bad one by its index."""
+    items = [texts] if isinstance(texts, str) else list(texts)
+    for index, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TypeError(f"text at index {index} is {type(text).__name__}, not str")
+        if not text.strip():
+            raise ValueError(f"text at index {index} is empty or whitespace only")
+    return items
+
+
+class YoutuEmbedder:
+    """Instruction-masked mean-pooling embedder over a Hugging Face encoder or decoder.
+
+    Queries are embedded as ``query_prefix + query`` and documents as ``document_prefix + doc``;
+    the prefix steers the model but never enters the mean (for profiles with ``pooling="text"``).
+    Embedders over the same (model, device, dtype) share one loaded backbone.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str = YOUTU_EMBEDDING,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        query_instruction: str | None = None,
+        document_instruction: str | None = None,
+        trust_remote_code: bool | None = None,
+        show_progress: bool = False,
+        pooling: Pooling | None = None,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.profile: ModelProfile = override(
+            get_profile(model_name_or_path),
+            max_length=max_length,
+            trust_remote_code=trust_remote_code,
+            pooling=pooling,
+        )
+        query_task = (
+            self.profile.query_task
+            if query_instruction is None
+            else resolve_task(query_instruction, "query")
+        )
+        document_task = (
+            self.profile.document_task
+            if document_instruction is None
+            else resolve_task(document_instruction, "document")
+        )
+        self.query_prefix = format_prefix(query_task, self.profile.prefix_template)
+        self.document_prefix = format_prefix(document_task, self.profile.prefix_template)
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.show_progress = show_progress
+        resolved_device = resolve_device(device)
+        self.backbone: Backbone = load_backbone(
+            self.profile.source,
+            resolved_device,
+            resolve_dtype(dtype, resolved_device),
+            self.profile.trust_remote_code,
+        )
+        config = self.backbone.model.config
+        self.max_length: int = min(
+            self.profile.max_length, getattr(config, "max_position_embeddings", 1 << 30)
+        )
+        self.dimension: int = int(config.hidden_size)
+
+    @property
+    def model_name(self) -> str:
+        return self.profile.name
+
+    @property
+    def pooling(self) -> Pooling:
+        return self.profile.pooling
+
+    def __repr__(self) -> str:
+        return (
+            f"YoutuEmbedder({self.model_name!r}, device={str(self.backbone.device)!r}, "
+            f"dtype={str(self.backbone.dtype).removeprefix('torch.')!r}, "
+            f"dimension={self.dimension}, max_length={self.max_length})"
+        )
+
+    def encode_queries(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Embed search queries with the query instruction."""
+        return self.encode(texts, prefix=self.query_prefix)
+
+    def encode_documents(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Embed documents (passages) with the document instruction, empty by default."""
+        return self.encode(texts, prefix=self.document_prefix)
+
+    def encode(self, texts: str | Sequence[str], prefix: str = "") -> np.ndarray:
+        """Embed ``prefix + text`` for each text; the prefix is masked out of the mean.
+
+        Returns an (n, dimension) float32 array of unit vectors in input order.
+        """
+        items = validate_texts(texts)
+        output = np.empty((len(items), self.dimension), dtype=np.float32)
+        if not items:
+            return output
+        tokenized = self.backbone.tokenizer(
+            [prefix + text for text in items],
+            add_special_tokens=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+        )
+        token_ids: list[list[int]] = tokenized["input_ids"]
+        offset_ends = [[end for _, end in offsets] for offsets in tokenized["offset_mapping"]]
+        truncated = sum(1 for encoding in tokenized.encodings if encoding.overflowing)
+        if truncated:
+            logger.warning(
+                "%d of %d texts exceed %d tokens and were truncated",
+                truncated,
+                len(items),
+                self.max_length,
+            )
+
+        order = sorted(range(len(items)), key=lambda i: len(token_ids[i]), reverse=True)
+        cap = self.batch_size
+        start = 0
+        with torch.inference_mode(), tqdm(
+            total=len(items), desc="Embedding", unit="text", disable=not self.show_progress
+        ) as progress:
+            while start < len(order):
+                rows = self._next_batch(order, start, cap, token_ids)
+                try:
+                    vectors = self._embed_rows(rows, token_ids, offset_ends, len(prefix))
+                except torch.OutOfMemoryError:
+                    if len(rows) == 1:
+                        raise
+                    cap = max(1, len(rows) // 2)
+                    logger.warning("out of memory at %d texts per batch; retrying %d", len(rows), cap)
+                    if self.backbone.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
+                output[rows] = vectors
+                start += len(rows)
+                progress.update(len(rows))
+        return output
+
+    def _next_batch(
+        self, order: list[int], start: int, cap: int, token_ids: list[list[int]]
+    ) -> list[int]:
+        """The next rows in length order, capped by count and by padded tokens.
+
+        ``order`` runs longest first, so the first row's length is the batch's padded width.
+        """
+        width = len(token_ids[order[start]])
+        rows_by_budget = max(1, self.max_batch_tokens // max(width, 1))
+        return order[start : start + min(cap, rows_by_budget)]
+
+    def _embed_rows(
+        self,
+        rows: list[int],
+        token_ids: list[list[int]],
+        offset_ends: list[list[int]],
+        prefix_chars: int,
+    ) -> np.ndarray:
+        width = max(len(token_ids[i]) for i in rows)
+        pad_id = self.backbone.tokenizer.pad_token_id
+        pad_id = 0 if pad_id is None else int(pad_id)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        ends = torch.zeros((len(rows), width), dtype=torch.long)
+        for slot, i in enumerate(rows):
+            length = len(token_ids[i])
+            ids[slot, :length] = torch.tensor(token_ids[i])
+            attention[slot, :length] = 1
+            ends[slot, :length] = torch.tensor(offset_ends[i])
+        if self.profile.pooling == "text":
+            pooled = text_mask(ends, attention, prefix_chars)
+        else:
+            pooled = attention
+        empty = (pooled.sum(dim=1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(
+                f"text at index {rows[empty[0]]} has no tokens left to pool after the "
+                f"{prefix_chars}-character prefix (max_length {self.max_length})"
+            )
+        device = self.backbone.device
+        inputs: dict[str, Any] = {
+            "input_ids": ids.to(device),
+            "attention_mask": attention.to(device),
+        }
+        hidden = self.backbone.model(**inputs).last_hidden_state
+        vectors = l2_normalize(masked_mean(hidden, pooled.to(device)))
+        result: np.ndarray = vectors.cpu().numpy()
+        return result

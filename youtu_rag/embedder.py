@@ -149,9 +149,12 @@ class YoutuEmbedder:
         order = sorted(range(len(items)), key=lambda i: len(token_ids[i]), reverse=True)
         cap = self.batch_size
         start = 0
-        with torch.inference_mode(), tqdm(
-            total=len(items), desc="Embedding", unit="text", disable=not self.show_progress
-        ) as progress:
+        with (
+            torch.inference_mode(),
+            tqdm(
+                total=len(items), desc="Embedding", unit="text", disable=not self.show_progress
+            ) as progress,
+        ):
             while start < len(order):
                 rows = self._next_batch(order, start, cap, token_ids)
                 try:
@@ -160,7 +163,9 @@ class YoutuEmbedder:
                     if len(rows) == 1:
                         raise
                     cap = max(1, len(rows) // 2)
-                    logger.warning("out of memory at %d texts per batch; retrying %d", len(rows), cap)
+                    logger.warning(
+                        "out of memory at %d texts per batch; retrying %d", len(rows), cap
+                    )
                     if self.backbone.device.type == "cuda":
                         torch.cuda.empty_cache()
                     continue

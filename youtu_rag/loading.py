@@ -78,9 +78,7 @@ def load_backbone(
             raise ValueError(
                 f"{source} has no fast tokenizer; masking the instruction needs token offsets"
             )
-        model = AutoModel.from_pretrained(
-            source, dtype=dtype, trust_remote_code=trust_remote_code
-        )
+        model = AutoModel.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
         model.to(device).eval()
         backbone = Backbone(model=model, tokenizer=tokenizer, device=device, dtype=dtype)
         _cache[key] = backbone

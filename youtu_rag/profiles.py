@@ -6,7 +6,7 @@ import dataclasses
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from youtu_rag.instructions import DEFAULT_QUERY_TASK, QUERY_TEMPLATE
 
@@ -58,7 +58,7 @@ def get_profile(model_name_or_path: str) -> ModelProfile:
     return ModelProfile(name=model_name_or_path, source=model_name_or_path)
 
 
-def override(profile: ModelProfile, **changes: object) -> ModelProfile:
+def override(profile: ModelProfile, **changes: Any) -> ModelProfile:
     """A copy of ``profile`` with the given fields replaced; ``None`` values are ignored."""
     return dataclasses.replace(
         profile, **{key: value for key, value in changes.items() if value is not None}

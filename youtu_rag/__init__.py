@@ -1,6 +1,7 @@
 """youtu-rag: Youtu-Embedding as a drop-in embedding and retrieval component for RAG."""
 
 from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.embedding_function import YoutuEmbeddingFunction
 from youtu_rag.loading import clear_backbone_cache
 from youtu_rag.profiles import MINILM, YOUTU_EMBEDDING, ModelProfile, get_profile
 
@@ -9,6 +10,7 @@ __all__ = [
     "YOUTU_EMBEDDING",
     "ModelProfile",
     "YoutuEmbedder",
+    "YoutuEmbeddingFunction",
     "clear_backbone_cache",
     "get_profile",
 ]

@@ -1,0 +1,121 @@
+"""YoutuEmbeddingFunction: the core as a Chroma ``EmbeddingFunction``.
+
+Chroma stores an embedding function's name and config with the collection and rebuilds it when
+the collection is reopened, so a plain ``client.get_collection(name)`` in a new process can still
+embed text; that only works for a registered class whose config fully describes the embedder.
+Documents go through ``__call__`` and queries through ``embed_query``, so the instruction prefix
+reaches queries only, exactly as the core does it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.instructions import format_prefix
+from youtu_rag.loading import resolve_device
+from youtu_rag.profiles import YOUTU_EMBEDDING
+
+logger = logging.getLogger(__name__)
+
+
+def _task_of(prefix: str, template: str) -> str:
+    """The task text that ``template`` turns into ``prefix``.
+
+    The embedder keeps the formatted prefix, not the task, so the config recovers the task and
+    checks that formatting it again gives the very same prefix.
+    """
+    if not prefix:
+        return ""
+    head, _, tail = template.partition("{task}")
+    task = prefix[len(head) : len(prefix) - len(tail)]
+    if not task or format_prefix(task, template) != prefix:
+        raise ValueError(f"prefix {prefix!r} does not follow the template {template!r}")
+    return task
+
+
+def _available(device: str) -> bool:
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return True
+
+
+@register_embedding_function
+class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
+    """Chroma embedding function over :class:`~youtu_rag.YoutuEmbedder`.
+
+    Takes the embedder's arguments; use :meth:`from_embedder` to wrap one already loaded.
+    """
+
+    embedder: YoutuEmbedder
+
+    def __init__(self, model_name_or_path: str = YOUTU_EMBEDDING, **options: Any) -> None:
+        self.embedder = YoutuEmbedder(model_name_or_path, **options)
+
+    @classmethod
+    def from_embedder(cls, embedder: YoutuEmbedder) -> YoutuEmbeddingFunction:
+        """Wrap an existing embedder, sharing its loaded model and settings."""
+        function = cls.__new__(cls)
+        function.embedder = embedder
+        return function
+
+    def __call__(self, input: Documents) -> Embeddings:
+        """Embed documents (stored texts) with the document instruction."""
+        return list(self.embedder.encode_documents(input))
+
+    def embed_query(self, input: Documents) -> Embeddings:
+        """Embed search queries with the query instruction."""
+        return list(self.embedder.encode_queries(input))
+
+    @staticmethod
+    def name() -> str:
+        return "youtu_rag"
+
+    def default_space(self) -> Space:
+        # Vectors are unit length: cosine ranks as inner product does, and reads as similarity.
+        return "cosine"
+
+    def get_config(self) -> dict[str, Any]:
+        """Everything that shapes the vectors, as JSON, to rebuild this embedder elsewhere.
+
+        Progress display is left out: it belongs to the process, not to the collection.
+        """
+        embedder = self.embedder
+        template = embedder.profile.prefix_template
+        return {
+            "model_name_or_path": embedder.model_name,
+            "device": str(embedder.backbone.device),
+            "dtype": str(embedder.backbone.dtype).removeprefix("torch."),
+            "max_length": embedder.max_length,
+            "batch_size": embedder.batch_size,
+            "max_batch_tokens": embedder.max_batch_tokens,
+            "query_instruction": _task_of(embedder.query_prefix, template),
+            "document_instruction": _task_of(embedder.document_prefix, template),
+            "trust_remote_code": embedder.profile.trust_remote_code,
+            "pooling": embedder.pooling,
+        }
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> YoutuEmbeddingFunction:
+        """Rebuild from :meth:`get_config`; the shared model cache makes repeat builds cheap.
+
+        Chroma rebuilds the function on every add or query of a reopened collection. A collection
+        made on a GPU machine stays usable on one without: an unavailable device falls back to
+        the best available one, with that device's default dtype.
+        """
+        options = dict(config)
+        device = options.get("device")
+        if isinstance(device, str) and not _available(device):
+            fallback = str(resolve_device(None))
+            logger.warning("device %s is not available here; using %s", device, fallback)
+            options["device"] = fallback
+            options["dtype"] = None
+        return YoutuEmbeddingFunction(**options)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+# Nothing in the tests may reach the Hugging Face hub. Set before transformers is imported: it
+# and huggingface_hub read these once, at import.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 
 from tests.tiny_youtu import build_tiny_youtu
 from youtu_rag import MINILM, YoutuEmbedder
-
-# Nothing in the tests may reach the Hugging Face hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
@@ -31,3 +38,46 @@ def minilm() -> YoutuEmbedder:
 @pytest.fixture(scope="session")
 def tiny_youtu(tiny_youtu_dir: str) -> YoutuEmbedder:
     return YoutuEmbedder(tiny_youtu_dir, device="cpu", batch_size=2)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real ``chroma run`` server on 127.0.0.1, stopped by its PID at the end."""
+    data = tmp_path_factory.mktemp("chroma_server")
+    port = _free_port()
+    log = (data / "server.log").open("wb")
+    chroma = str(Path(sys.executable).with_name("chroma"))
+    server = subprocess.Popen(
+        [chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"chroma run did not come up: {(data / 'server.log').read_text()}"
+                    ) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()

@@ -1,0 +1,244 @@
+"""Files and folders -> chunks sized in the model's own tokens -> stable ids -> batched upserts.
+
+An id is a function of (source path, chunk index, chunk text), so a re-run recognises what is
+already indexed and embeds only what changed. For each changed file the new chunks are written
+before the stale ones are deleted: a run killed at any point leaves duplicates of nothing and
+loses nothing, and the next run finishes the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from langchain_text_splitters import Language, RecursiveCharacterTextSplitter, TextSplitter
+from tqdm.auto import tqdm
+
+from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.store import ChromaStore
+
+logger = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+PDF_SUFFIX = ".pdf"
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {PDF_SUFFIX}
+#: Chunk size when none is given, capped by the model's limit (a few paragraphs: precise enough
+#: to cite, long enough to stand alone in a prompt).
+DEFAULT_CHUNK_TOKENS = 512
+#: Chunks embedded and written together.
+DEFAULT_BATCH_SIZE = 256
+
+
+@dataclass
+class IngestReport:
+    """What one run found and did."""
+
+    files: int = 0
+    """Supported files found under the given paths."""
+    changed: int = 0
+    """Files new or changed since the last run (their chunks were written)."""
+    unchanged: int = 0
+    """Files whose chunks were all indexed already: nothing embedded, nothing written."""
+    empty: int = 0
+    """Files with no text, skipped (and any chunks they had before removed)."""
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    pruned_files: int = 0
+    """Files gone from disk whose chunks ``prune`` removed."""
+    total_chunks: int = 0
+    """Records in the collection after the run."""
+
+
+def find_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Supported files among ``paths`` and, recursively, inside the folders among them.
+
+    Hidden files and folders (``.git``, ``.youtu_rag``, ...) are skipped when walking a folder.
+    A path that does not exist, or a named file of an unsupported type, is an error.
+    """
+    found: dict[Path, None] = {}
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                hidden = any(part.startswith(".") for part in candidate.relative_to(path).parts)
+                if (
+                    not hidden
+                    and candidate.is_file()
+                    and candidate.suffix.lower() in SUPPORTED_SUFFIXES
+                ):
+                    found[candidate.resolve()] = None
+        elif path.is_file():
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise ValueError(
+                    f"{path}: unsupported file type; use one of {sorted(SUPPORTED_SUFFIXES)}"
+                )
+            found[path.resolve()] = None
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    return list(found)
+
+
+def read_text(path: Path) -> str:
+    """The text of a ``.txt``/``.md`` file (UTF-8) or of a PDF's pages (needs ``pypdf``)."""
+    if path.suffix.lower() != PDF_SUFFIX:
+        return path.read_text(encoding="utf-8", errors="replace")
+    try:
+        from pypdf import PdfReader
+    except ImportError as error:
+        raise ImportError(
+            f"{path}: reading PDF needs pypdf; pip install 'youtu-rag[pdf]'"
+        ) from error
+    return "\n\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
+
+
+def chunk_limit(embedder: YoutuEmbedder) -> int:
+    """The most tokens a chunk may have so that prefix, special tokens and chunk fit the model."""
+    tokenizer = embedder.backbone.tokenizer
+    overhead = len(tokenizer(embedder.document_prefix, add_special_tokens=True)["input_ids"])
+    # One token of slack: a chunk tokenized after the prefix may merge differently at the seam.
+    return embedder.max_length - overhead - 1
+
+
+def make_splitter(
+    embedder: YoutuEmbedder,
+    chunk_size: int | None = None,
+    chunk_overlap: int | None = None,
+    *,
+    markdown: bool = False,
+) -> TextSplitter:
+    """A recursive splitter measuring chunks with the embedder's own tokenizer.
+
+    Default size: :data:`DEFAULT_CHUNK_TOKENS` or the model's limit if lower; default overlap:
+    an eighth of the size. A size above the model's limit is refused: the tail of such chunks
+    would be truncated away and never found.
+    """
+    limit = chunk_limit(embedder)
+    size = min(DEFAULT_CHUNK_TOKENS, limit) if chunk_size is None else chunk_size
+    if not 1 <= size <= limit:
+        raise ValueError(
+            f"chunk size must be between 1 and {limit} tokens for {embedder.model_name} "
+            f"(max length {embedder.max_length}), got {size}"
+        )
+    overlap = size // 8 if chunk_overlap is None else chunk_overlap
+    if not 0 <= overlap < size:
+        raise ValueError(f"chunk overlap must be at least 0 and below {size}, got {overlap}")
+    separators = (
+        RecursiveCharacterTextSplitter.get_separators_for_language(Language.MARKDOWN)
+        if markdown
+        else None
+    )
+    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+        embedder.backbone.tokenizer,
+        chunk_size=size,
+        chunk_overlap=overlap,
+        separators=separators,
+    )
+
+
+def chunk_id(source: str, index: int, text: str) -> str:
+    """Stable id of chunk ``index`` of ``source`` with content ``text``."""
+    path_hash = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return f"{path_hash}-{index}-{text_hash}"
+
+
+@dataclass
+class _Pending:
+    """Chunks waiting to be embedded and written, and the stale ids to delete afterwards."""
+
+    ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    metadatas: list[dict[str, str | int]] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+
+def ingest(
+    store: ChromaStore,
+    paths: Sequence[str | Path],
+    *,
+    chunk_size: int | None = None,
+    chunk_overlap: int | None = None,
+    prune: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    show_progress: bool = False,
+) -> IngestReport:
+    """Index the supported files under ``paths`` into ``store``; safe to re-run at any time.
+
+    Unchanged files cost a tokenization and one lookup; a changed file's old chunks are deleted
+    once its new ones are written; empty files are skipped (their old chunks removed). With
+    ``prune``, chunks of files that were under ``paths`` but are gone are removed too.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    files = find_files(paths)
+    embedder = store.embedder
+    splitters = {
+        markdown: make_splitter(embedder, chunk_size, chunk_overlap, markdown=markdown)
+        for markdown in (False, True)
+    }
+    batch_size = min(batch_size, store.client.get_max_batch_size())
+    report = IngestReport(files=len(files))
+    pending = _Pending()
+
+    for path in tqdm(files, desc="Indexing", unit="file", disable=not show_progress):
+        source = str(path)
+        existing = store.ids_where({"source": source})
+        text = read_text(path)
+        if not text.strip():
+            report.empty += 1
+            logger.info("%s is empty; skipped", source)
+            pending.stale.extend(existing)
+            continue
+        markdown = path.suffix.lower() in (".md", ".markdown")
+        chunks = [chunk for chunk in splitters[markdown].split_text(text) if chunk.strip()]
+        ids = [chunk_id(source, index, chunk) for index, chunk in enumerate(chunks)]
+        new = [index for index, id_ in enumerate(ids) if id_ not in existing]
+        stale = existing.difference(ids)
+        if not new and not stale:
+            report.unchanged += 1
+            continue
+        report.changed += 1
+        for index in new:
+            pending.ids.append(ids[index])
+            pending.texts.append(chunks[index])
+            pending.metadatas.append({"source": source, "chunk": index})
+        pending.stale.extend(sorted(stale))
+        if len(pending.ids) >= batch_size:
+            _flush(store, pending, report)
+            pending = _Pending()
+    _flush(store, pending, report)
+
+    if prune:
+        report.pruned_files = _prune(store, paths, {str(path) for path in files}, report)
+    report.total_chunks = store.count()
+    return report
+
+
+def _flush(store: ChromaStore, pending: _Pending, report: IngestReport) -> None:
+    """Write the pending chunks, then delete what they replace: never the other way round."""
+    if pending.ids:
+        report.chunks_written += store.upsert(pending.ids, pending.texts, pending.metadatas)
+        logger.info("wrote %d chunks", len(pending.ids))
+    if pending.stale:
+        report.chunks_deleted += store.delete(pending.stale)
+        logger.info("deleted %d replaced chunks", len(pending.stale))
+
+
+def _prune(
+    store: ChromaStore, paths: Sequence[str | Path], seen: set[str], report: IngestReport
+) -> int:
+    """Delete the chunks of files under ``paths`` that this run no longer found."""
+    roots = [Path(path).resolve() for path in paths]
+    gone = [
+        source
+        for source in store.sources()
+        if source not in seen
+        and any(Path(source) == root or root in Path(source).parents for root in roots)
+    ]
+    for source in gone:
+        report.chunks_deleted += store.delete(store.ids_where({"source": source}))
+        logger.info("pruned %s", source)
+    return len(gone)

@@ -1,0 +1,438 @@
+"""Chroma as the index: one client (a local directory or a server URL) and a guarded collection.
+
+A collection records the embedder that filled it (model, dimension, prefixes, pooling) in its
+metadata. Vectors of two models in one index rank nonsense without raising anything, so opening
+a collection with any other embedder is refused, naming both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import chromadb
+import numpy as np
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Embeddable, EmbeddingFunction, Include
+from chromadb.errors import NotFoundError
+from chromadb.utils.batch_utils import create_batches
+
+from youtu_rag.embedder import YoutuEmbedder, validate_texts
+from youtu_rag.embedding_function import YoutuEmbeddingFunction
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PERSIST_DIR = ".youtu_rag"
+DEFAULT_COLLECTION = "youtu_rag"
+#: Environment variable holding a token for a Chroma server started with token auth; it is sent
+#: as ``Authorization: Bearer <token>``.
+TOKEN_ENV = "YOUTU_RAG_CHROMA_TOKEN"
+
+# Collection metadata keys of the embedder fingerprint.
+MODEL_KEY = "youtu_rag:model"
+DIMENSION_KEY = "youtu_rag:dimension"
+QUERY_PREFIX_KEY = "youtu_rag:query_prefix"
+DOCUMENT_PREFIX_KEY = "youtu_rag:document_prefix"
+POOLING_KEY = "youtu_rag:pooling"
+FINGERPRINT_KEYS = (MODEL_KEY, DIMENSION_KEY, QUERY_PREFIX_KEY, DOCUMENT_PREFIX_KEY, POOLING_KEY)
+_PAGE = 1000  # records per `get` when listing a whole collection
+
+
+class StoreError(RuntimeError):
+    """A problem with the index that the user can fix; the message says how."""
+
+
+class CollectionNotFoundError(StoreError, LookupError):
+    """The database or the collection does not exist yet."""
+
+
+class ModelMismatchError(StoreError, ValueError):
+    """The collection was built with another embedder than the one opening it."""
+
+
+class ServerUnreachableError(StoreError, ConnectionError):
+    """No Chroma server answers at the URL."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result; ``score`` is the cosine similarity to the query (1 - distance)."""
+
+    id: str
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+    @property
+    def source(self) -> str | None:
+        source = self.metadata.get("source")
+        return None if source is None else str(source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``youtu-rag search --json``."""
+        return {
+            "id": self.id,
+            "score": self.score,
+            "text": self.text,
+            "source": self.source,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What a collection holds and which embedder made it, read without loading any model."""
+
+    name: str
+    count: int
+    model: str | None
+    dimension: int | None
+    query_prefix: str | None
+    document_prefix: str | None
+    pooling: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``youtu-rag info --json``."""
+        return {
+            "collection": self.name,
+            "count": self.count,
+            "model": self.model,
+            "dimension": self.dimension,
+            "query_prefix": self.query_prefix,
+            "document_prefix": self.document_prefix,
+            "pooling": self.pooling,
+        }
+
+
+def fingerprint(embedder: YoutuEmbedder) -> dict[str, str | int]:
+    """Everything about an embedder that decides whether two vectors are comparable."""
+    return {
+        MODEL_KEY: embedder.model_name,
+        DIMENSION_KEY: embedder.dimension,
+        QUERY_PREFIX_KEY: embedder.query_prefix,
+        DOCUMENT_PREFIX_KEY: embedder.document_prefix,
+        POOLING_KEY: embedder.pooling,
+    }
+
+
+def connect(
+    persist_dir: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    *,
+    create: bool = True,
+) -> ClientAPI:
+    """An embedded client on ``persist_dir`` (default ``./.youtu_rag``) or a client of ``url``.
+
+    With ``create=False`` a missing directory is an error instead of a new empty database, so a
+    mistyped path on a read command does not leave an empty database behind.
+    """
+    if url is not None:
+        if persist_dir is not None:
+            raise ValueError("give either a persist directory or a server URL, not both")
+        return _http_client(url)
+    path = Path(DEFAULT_PERSIST_DIR if persist_dir is None else persist_dir)
+    if not create and not path.is_dir():
+        raise CollectionNotFoundError(
+            f"no index at {path}: build one first with `youtu-rag index PATH`"
+        )
+    # Chroma's default settings (they read its environment variables, such as
+    # ANONYMIZED_TELEMETRY): a plain chromadb.PersistentClient on the same directory in this
+    # process must not differ, or Chroma refuses it.
+    return chromadb.PersistentClient(path=str(path))
+
+
+def _http_client(url: str) -> ClientAPI:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"server URL must look like http://host:port, got {url!r}")
+    ssl = parts.scheme == "https"
+    port = parts.port or (443 if ssl else 8000)
+    token = os.environ.get(TOKEN_ENV)
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        return chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl, headers=headers)
+    except ValueError as error:
+        raise ServerUnreachableError(
+            f"cannot reach the Chroma server at {url} ({error}); start one with "
+            "`chroma run --path DIR --host HOST --port PORT` or check the URL"
+        ) from error
+
+
+def describe(client: ClientAPI, name: str = DEFAULT_COLLECTION) -> CollectionInfo:
+    """The collection's size and recorded embedder; raises if the collection does not exist."""
+    collection = _get_collection(client, name, None)
+    metadata = dict(collection.metadata or {})
+    dimension = metadata.get(DIMENSION_KEY)
+    return CollectionInfo(
+        name=name,
+        count=collection.count(),
+        model=_str_or_none(metadata.get(MODEL_KEY)),
+        dimension=None if dimension is None else int(dimension),
+        query_prefix=_str_or_none(metadata.get(QUERY_PREFIX_KEY)),
+        document_prefix=_str_or_none(metadata.get(DOCUMENT_PREFIX_KEY)),
+        pooling=_str_or_none(metadata.get(POOLING_KEY)),
+    )
+
+
+def check_model(info: CollectionInfo, model_name: str) -> None:
+    """Refuse early, by name alone, a model other than the one the collection records.
+
+    Lets a caller fail before loading a model; :class:`ChromaStore` checks the full fingerprint.
+    """
+    if info.model is not None and info.model != model_name:
+        raise ModelMismatchError(
+            f"collection {info.name!r} was built with model {info.model!r}, not {model_name!r}; "
+            f"use --model {info.model} or another --collection"
+        )
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _as_chroma(function: YoutuEmbeddingFunction) -> EmbeddingFunction[Embeddable]:
+    # Chroma types the parameter with a union of inputs (text or images); ours takes text.
+    return cast("EmbeddingFunction[Embeddable]", function)
+
+
+def _get_collection(
+    client: ClientAPI, name: str, function: YoutuEmbeddingFunction | None
+) -> Collection:
+    try:
+        return client.get_collection(
+            name, embedding_function=None if function is None else _as_chroma(function)
+        )
+    except NotFoundError as error:
+        raise CollectionNotFoundError(
+            f"collection {name!r} does not exist: build it first with `youtu-rag index PATH`"
+            + (f" --collection {name}" if name != DEFAULT_COLLECTION else "")
+        ) from error
+
+
+class ChromaStore:
+    """A Chroma collection in cosine space, bound to the one embedder that fills and queries it.
+
+    The collection carries a :class:`~youtu_rag.embedding_function.YoutuEmbeddingFunction`, so
+    ``client.get_collection(name)`` elsewhere (LangChain, LlamaIndex, plain Chroma) can still
+    embed text the same way.
+    """
+
+    def __init__(
+        self,
+        embedder: YoutuEmbedder,
+        client: ClientAPI,
+        name: str = DEFAULT_COLLECTION,
+        *,
+        create: bool = True,
+    ) -> None:
+        self.embedder = embedder
+        self.client = client
+        self.name = name
+        function = YoutuEmbeddingFunction.from_embedder(embedder)
+        expected = fingerprint(embedder)
+        if create:
+            self.collection = client.get_or_create_collection(
+                name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=dict(expected),
+                embedding_function=_as_chroma(function),
+            )
+        else:
+            self.collection = _get_collection(client, name, function)
+        self._check(expected)
+
+    @classmethod
+    def open(
+        cls,
+        embedder: YoutuEmbedder,
+        *,
+        persist_dir: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        create: bool = True,
+    ) -> ChromaStore:
+        """Connect (see :func:`connect`) and open, or create, the collection."""
+        return cls(embedder, connect(persist_dir, url, create=create), collection, create=create)
+
+    def __repr__(self) -> str:
+        return f"ChromaStore({self.name!r}, model={self.embedder.model_name!r})"
+
+    def _check(self, expected: Mapping[str, str | int]) -> None:
+        """Refuse a collection made by another embedder, or not in cosine space."""
+        configuration = self.collection.configuration_json or {}
+        index = configuration.get("hnsw") or configuration.get("spann") or {}
+        space = index.get("space")
+        if space not in (None, "cosine"):
+            raise StoreError(
+                f"collection {self.name!r} uses {space} distance, not cosine; "
+                "index into another --collection"
+            )
+        recorded = dict(self.collection.metadata or {})
+        if not any(key in recorded for key in FINGERPRINT_KEYS):
+            raise ModelMismatchError(
+                f"collection {self.name!r} was not made by youtu-rag (it records no embedding "
+                "model); index into another --collection"
+            )
+        differences = [
+            f"{key.removeprefix('youtu_rag:')} {recorded.get(key)!r} vs {value!r}"
+            for key, value in expected.items()
+            if recorded.get(key) != value
+        ]
+        if differences:
+            raise ModelMismatchError(
+                f"collection {self.name!r} was built with model {recorded.get(MODEL_KEY)!r}, "
+                f"not {expected[MODEL_KEY]!r} (index vs embedder: {'; '.join(differences)}); "
+                f"use --model {recorded.get(MODEL_KEY)} or another --collection"
+            )
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, str | int | float | bool]] | None = None,
+        embeddings: np.ndarray | None = None,
+    ) -> int:
+        """Embed ``texts`` as documents (unless given ``embeddings``) and write them by id.
+
+        Writes go in batches no larger than the server's ``get_max_batch_size()``. Returns the
+        number of records written.
+        """
+        items = validate_texts(texts)
+        if len(ids) != len(items) or (metadatas is not None and len(metadatas) != len(items)):
+            raise ValueError("ids, texts and metadatas must have the same length")
+        if not items:
+            return 0
+        vectors = self.embedder.encode_documents(items) if embeddings is None else embeddings
+        if vectors.shape != (len(items), self.embedder.dimension):
+            raise ValueError(
+                f"embeddings have shape {vectors.shape}, expected "
+                f"{(len(items), self.embedder.dimension)}"
+            )
+        metadata_list = None if metadatas is None else [dict(m) for m in metadatas]
+        for batch_ids, batch_vectors, batch_metadatas, batch_texts in create_batches(
+            self.client,
+            ids=list(ids),
+            embeddings=list(vectors),
+            metadatas=cast(Any, metadata_list),
+            documents=items,
+        ):
+            self.collection.upsert(
+                ids=batch_ids,
+                embeddings=batch_vectors,
+                metadatas=batch_metadatas,
+                documents=batch_texts,
+            )
+        return len(items)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete records by id, in batches the server accepts; returns how many were asked."""
+        items = list(ids)
+        size = self.client.get_max_batch_size()
+        for start in range(0, len(items), size):
+            self.collection.delete(ids=items[start : start + size])
+        return len(items)
+
+    def ids_where(self, where: Mapping[str, Any]) -> set[str]:
+        """Ids of the records whose metadata matches a Chroma ``where`` filter."""
+        found: set[str] = set()
+        offset = 0
+        while True:
+            page = self.collection.get(where=dict(where), include=[], limit=_PAGE, offset=offset)
+            found.update(page["ids"])
+            if len(page["ids"]) < _PAGE:
+                return found
+            offset += _PAGE
+
+    def sources(self) -> set[str]:
+        """Every ``source`` recorded in the collection's metadata."""
+        found: set[str] = set()
+        offset = 0
+        while True:
+            page = self.collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            for metadata in page["metadatas"] or []:
+                source = (metadata or {}).get("source")
+                if source is not None:
+                    found.add(str(source))
+            if len(page["ids"]) < _PAGE:
+                return found
+            offset += _PAGE
+
+    def search(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        where: Mapping[str, Any] | None = None,
+        mmr: bool = False,
+        fetch_k: int | None = None,
+        lambda_mult: float = 0.5,
+    ) -> list[Hit]:
+        """The ``k`` best passages for ``query``, best first, optionally filtered by metadata.
+
+        With ``mmr`` the ``fetch_k`` nearest candidates (default ``4 * k``) are re-ranked by
+        maximal marginal relevance, trading relevance (``lambda_mult`` = 1) for diversity (0).
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if not 0.0 <= lambda_mult <= 1.0:
+            raise ValueError(f"lambda_mult must be between 0 and 1, got {lambda_mult}")
+        query_vector = self.embedder.encode_queries([query])[0]
+        available = self.collection.count()
+        if not available:
+            return []
+        wanted = max(k, fetch_k or 4 * k) if mmr else k
+        include: Include = ["documents", "metadatas", "distances"]
+        if mmr:
+            include.append("embeddings")
+        result = self.collection.query(
+            query_embeddings=[query_vector],
+            n_results=min(wanted, available),
+            where=None if where is None else dict(where),
+            include=include,
+        )
+        ids = result["ids"][0]
+        documents = (result["documents"] or [[]])[0]
+        metadatas = (result["metadatas"] or [[]])[0]
+        distances = (result["distances"] or [[]])[0]
+        hits = [
+            Hit(
+                id=ids[i],
+                text=documents[i] or "",
+                score=1.0 - float(distances[i]),
+                metadata=dict(metadatas[i] or {}),
+            )
+            for i in range(len(ids))
+        ]
+        if mmr and hits:
+            candidates = np.asarray((result["embeddings"] or [[]])[0], dtype=np.float32)
+            order = maximal_marginal_relevance(query_vector, candidates, k, lambda_mult)
+            return [hits[i] for i in order]
+        return hits
+
+
+def maximal_marginal_relevance(
+    query: np.ndarray, candidates: np.ndarray, k: int, lambda_mult: float = 0.5
+) -> list[int]:
+    """Indices of ``k`` candidates chosen greedily for relevance minus redundancy.
+
+    Vectors are unit length, so dot products are cosine similarities.
+    """
+    if not len(candidates):
+        return []
+    relevance = candidates @ query
+    chosen = [int(np.argmax(relevance))]
+    while len(chosen) < min(k, len(candidates)):
+        redundancy = (candidates @ candidates[chosen].T).max(axis=1)
+        scores = lambda_mult * relevance - (1.0 - lambda_mult) * redundancy
+        scores[chosen] = -np.inf
+        chosen.append(int(np.argmax(scores)))
+    return chosen

@@ -6,6 +6,8 @@ batches by row count and by a padded-token budget, pool the text tokens, restore
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -94,6 +96,11 @@ class YoutuEmbedder:
             self.profile.max_length, getattr(config, "max_position_embeddings", 1 << 30)
         )
         self.dimension: int = int(config.hidden_size)
+        # A decoder would otherwise fill a key/value cache that an embedding never reads.
+        forward_parameters = inspect.signature(self.backbone.model.forward).parameters
+        self._forward_options: dict[str, Any] = (
+            {"use_cache": False} if "use_cache" in forward_parameters else {}
+        )
 
     @property
     def model_name(self) -> str:
@@ -136,7 +143,9 @@ class YoutuEmbedder:
             return_attention_mask=False,
         )
         token_ids: list[list[int]] = tokenized["input_ids"]
-        offset_ends = [[end for _, end in offsets] for offsets in tokenized["offset_mapping"]]
+        packed = _Packed.from_lists(
+            token_ids, [[end for _, end in offsets] for offsets in tokenized["offset_mapping"]]
+        )
         truncated = sum(1 for encoding in tokenized.encodings if encoding.overflowing)
         if truncated:
             logger.warning(
@@ -158,7 +167,7 @@ class YoutuEmbedder:
             while start < len(order):
                 rows = self._next_batch(order, start, cap, token_ids)
                 try:
-                    vectors = self._embed_rows(rows, token_ids, offset_ends, len(prefix))
+                    vectors = self._embed_rows(rows, packed, len(prefix))
                 except torch.OutOfMemoryError:
                     if len(rows) == 1:
                         raise
@@ -185,24 +194,9 @@ class YoutuEmbedder:
         rows_by_budget = max(1, self.max_batch_tokens // max(width, 1))
         return order[start : start + min(cap, rows_by_budget)]
 
-    def _embed_rows(
-        self,
-        rows: list[int],
-        token_ids: list[list[int]],
-        offset_ends: list[list[int]],
-        prefix_chars: int,
-    ) -> np.ndarray:
-        width = max(len(token_ids[i]) for i in rows)
+    def _embed_rows(self, rows: list[int], packed: _Packed, prefix_chars: int) -> np.ndarray:
         pad_id = self.backbone.tokenizer.pad_token_id
-        pad_id = 0 if pad_id is None else int(pad_id)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        ends = torch.zeros((len(rows), width), dtype=torch.long)
-        for slot, i in enumerate(rows):
-            length = len(token_ids[i])
-            ids[slot, :length] = torch.tensor(token_ids[i])
-            attention[slot, :length] = 1
-            ends[slot, :length] = torch.tensor(offset_ends[i])
+        ids, ends, attention = packed.batch(rows, 0 if pad_id is None else int(pad_id))
         if self.profile.pooling == "text":
             pooled = text_mask(ends, attention, prefix_chars)
         else:
@@ -217,8 +211,47 @@ class YoutuEmbedder:
         inputs: dict[str, Any] = {
             "input_ids": ids.to(device),
             "attention_mask": attention.to(device),
+            **self._forward_options,
         }
         hidden = self.backbone.model(**inputs).last_hidden_state
         vectors = l2_normalize(masked_mean(hidden, pooled.to(device)))
         result: np.ndarray = vectors.cpu().numpy()
         return result
+
+
+class _Packed:
+    """Every text's token ids and offset ends in two flat arrays, so a padded batch is built
+    with one gather instead of a Python loop over rows."""
+
+    def __init__(self, ids: np.ndarray, ends: np.ndarray, lengths: np.ndarray) -> None:
+        self.ids = ids
+        self.ends = ends
+        self.lengths = lengths
+        self.starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+
+    @classmethod
+    def from_lists(cls, token_ids: list[list[int]], offset_ends: list[list[int]]) -> _Packed:
+        lengths = np.fromiter((len(ids) for ids in token_ids), dtype=np.int64, count=len(token_ids))
+        total = int(lengths.sum())
+        ids = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=total)
+        ends = np.fromiter(itertools.chain.from_iterable(offset_ends), dtype=np.int64, count=total)
+        return cls(ids, ends, lengths)
+
+    def batch(
+        self, rows: list[int], pad_id: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ``(input_ids, offset_ends, attention_mask)`` of ``rows``, width the
+        longest row."""
+        lengths = self.lengths[rows]
+        width = max(int(lengths.max()), 1)
+        columns = np.arange(width)
+        attended = columns[None, :] < lengths[:, None]
+        gather = self.starts[rows][:, None] + np.minimum(columns[None, :], lengths[:, None] - 1)
+        gather = np.maximum(gather, 0)
+        ids = np.where(attended, self.ids[gather] if self.ids.size else pad_id, pad_id)
+        ends = np.where(attended, self.ends[gather] if self.ends.size else 0, 0)
+        return (
+            torch.from_numpy(ids),
+            torch.from_numpy(ends),
+            torch.from_numpy(attended.astype(np.int64)),
+        )

@@ -9,11 +9,22 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AttentionInterface,
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 logger = logging.getLogger(__name__)
+
+#: The attention :func:`load_backbone` switches CPU models with narrow values to.
+PADDED_SDPA = "youtu_rag_padded_sdpa"
 
 _DTYPES = {
     "float32": torch.float32,
@@ -80,9 +91,69 @@ def load_backbone(
             )
         model = AutoModel.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
         model.to(device).eval()
+        _use_fused_attention(model, device)
+        if device.type == "cpu" and dtype == torch.bfloat16 and not _cpu_has_bf16():
+            logger.warning(
+                "this CPU has no bfloat16 matmul (AVX-512 BF16 or AMX): bfloat16 will run "
+                "several times slower than float32 here"
+            )
         backbone = Backbone(model=model, tokenizer=tokenizer, device=device, dtype=dtype)
         _cache[key] = backbone
         return backbone
+
+
+def _sdpa_with_padded_values(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """SDPA, with the values zero-padded to the query/key head size and the output cut back.
+
+    Multi-head latent attention (Youtu, DeepSeek) has values narrower than queries (128 vs 192
+    in Youtu-Embedding); SDPA's fused CPU kernel needs one head size, so without this it falls
+    back to the unfused math kernel, which is several times slower and materialises every
+    attention matrix. Zero value columns give zero output columns, so the result is unchanged.
+    """
+    width = value.shape[-1]
+    target = query.shape[-1]
+    if width >= target:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    padded = torch.nn.functional.pad(value, (0, target - width))
+    output, weights = sdpa_attention_forward(module, query, key, padded, attention_mask, **kwargs)
+    return output[..., :width], weights
+
+
+AttentionInterface.register(PADDED_SDPA, _sdpa_with_padded_values)
+
+
+def _use_fused_attention(model: PreTrainedModel, device: torch.device) -> None:
+    """Switch a CPU model whose values are narrower than its queries to the padded SDPA.
+
+    Only on CPU: that is where the gain was measured; CUDA has kernels for unequal sizes.
+    """
+    config = model.config
+    qk_dim = getattr(config, "qk_head_dim", None)
+    v_dim = getattr(config, "v_head_dim", None)
+    if (
+        device.type != "cpu"
+        or getattr(config, "_attn_implementation", None) != "sdpa"
+        or not isinstance(qk_dim, int)
+        or not isinstance(v_dim, int)
+        or v_dim >= qk_dim
+        or not model._can_set_attn_implementation()
+    ):
+        return
+    model.set_attn_implementation(PADDED_SDPA)
+    logger.info("values narrower than queries (%d < %d): using %s", v_dim, qk_dim, PADDED_SDPA)
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether oneDNN has a native bfloat16 matmul on this CPU."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else True
 
 
 def clear_backbone_cache() -> None:

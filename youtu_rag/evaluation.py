@@ -1,0 +1,295 @@
+"""Retrieval quality on a BEIR-format dataset, computed exactly as MTEB does.
+
+MTEB's figures are the ones users compare embedders by, so every choice here follows it: a
+document is embedded as ``(title + " " + text).strip()``, a query as it is, the score is cosine
+similarity over the whole corpus (no document excluded), and the metrics have pytrec_eval's
+(trec_eval's) semantics: ties in score broken by document id, descending; nDCG with linear
+gains; Recall@k over the judged relevant documents; MRR@k the reciprocal rank of the first
+relevant document in the top k. A query absent from the run is skipped, as trec_eval does.
+
+``via_chroma`` runs the same queries through a real Chroma HNSW index instead, and reports how
+much of the exact top-k the approximate search kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from youtu_rag.embedder import YoutuEmbedder
+
+#: query id -> document id -> graded relevance (>= 1 is relevant).
+Qrels = dict[str, dict[str, int]]
+#: query id -> document id -> similarity score (higher is better).
+Run = dict[str, dict[str, float]]
+
+DEFAULT_K_VALUES = (10, 100)
+_EVAL_COLLECTION = "beir_eval"
+
+
+@dataclass(frozen=True)
+class BeirDataset:
+    """The judged queries of one split, the whole corpus, and the judgements."""
+
+    corpus: dict[str, str]
+    queries: dict[str, str]
+    qrels: Qrels
+
+
+def document_text(title: str, text: str) -> str:
+    """MTEB's rule for a retrieval document."""
+    return (title + " " + text).strip()
+
+
+def _read_jsonl(path: Path) -> Iterable[dict[str, object]]:
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                record = json.loads(line)
+                if not isinstance(record, dict) or "_id" not in record:
+                    raise ValueError(f"{path}:{number} is not a JSON object with an _id")
+                yield record
+
+
+def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
+    """Read ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/{split}.tsv`` from ``directory``.
+
+    Only the queries judged in the split are kept (SciFact ships 1,109 claims but judges 300);
+    a judgement naming an unknown query or document is an error, since it would silently cap
+    the reachable recall.
+    """
+    root = Path(directory)
+    qrels_path = root / "qrels" / f"{split}.tsv"
+    for path in (root / "corpus.jsonl", root / "queries.jsonl", qrels_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"not a BEIR dataset: {path} is missing")
+    corpus = {
+        str(record["_id"]): document_text(str(record.get("title") or ""), str(record["text"]))
+        for record in _read_jsonl(root / "corpus.jsonl")
+    }
+    qrels: Qrels = {}
+    with qrels_path.open(encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t")
+        header = next(rows, None)
+        if header is None or [cell.strip() for cell in header[:3]] != [
+            "query-id",
+            "corpus-id",
+            "score",
+        ]:
+            raise ValueError(f"{qrels_path} must start with the header query-id, corpus-id, score")
+        for number, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            if len(row) < 3:
+                raise ValueError(f"{qrels_path}:{number} has {len(row)} columns, expected 3")
+            query_id, doc_id, score = row[0].strip(), row[1].strip(), row[2].strip()
+            if doc_id not in corpus:
+                raise ValueError(f"{qrels_path}:{number} judges unknown document {doc_id!r}")
+            qrels.setdefault(query_id, {})[doc_id] = int(score)
+    all_queries = {
+        str(record["_id"]): str(record["text"]) for record in _read_jsonl(root / "queries.jsonl")
+    }
+    missing = [query_id for query_id in qrels if query_id not in all_queries]
+    if missing:
+        raise ValueError(f"{qrels_path} judges {len(missing)} unknown queries, e.g. {missing[0]!r}")
+    queries = {query_id: all_queries[query_id] for query_id in qrels}
+    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)
+
+
+# --- metrics (trec_eval semantics) -------------------------------------------------------------
+
+
+def rank(scores: Mapping[str, float]) -> list[str]:
+    """Document ids best first; equal scores in descending id order, as trec_eval sorts them."""
+    by_id = sorted(scores, reverse=True)
+    return sorted(by_id, key=lambda doc_id: scores[doc_id], reverse=True)
+
+
+def ndcg_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
+    """nDCG@k with gain equal to the relevance grade (negative grades count as 0)."""
+    dcg = sum(
+        max(relevance.get(doc_id, 0), 0) / math.log2(position + 2)
+        for position, doc_id in enumerate(ranking[:k])
+    )
+    ideal_gains = sorted((max(grade, 0) for grade in relevance.values()), reverse=True)[:k]
+    ideal = sum(gain / math.log2(position + 2) for position, gain in enumerate(ideal_gains))
+    return dcg / ideal if ideal > 0 else 0.0
+
+
+def recall_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
+    """Share of the relevant documents (grade >= 1) found in the top k."""
+    relevant = {doc_id for doc_id, grade in relevance.items() if grade >= 1}
+    if not relevant:
+        return 0.0
+    return sum(1 for doc_id in ranking[:k] if doc_id in relevant) / len(relevant)
+
+
+def mrr_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
+    """Reciprocal rank of the first relevant document in the top k, else 0."""
+    for position, doc_id in enumerate(ranking[:k], start=1):
+        if relevance.get(doc_id, 0) >= 1:
+            return 1.0 / position
+    return 0.0
+
+
+def score_run(
+    qrels: Qrels, run: Run, k_values: Sequence[int] = DEFAULT_K_VALUES
+) -> dict[str, float]:
+    """Mean ``ndcg@k``, ``recall@k`` and ``mrr@k`` over the queries judged and run."""
+    evaluated = [query_id for query_id in run if query_id in qrels]
+    totals = {f"{name}@{k}": 0.0 for name in ("ndcg", "recall", "mrr") for k in k_values}
+    for query_id in evaluated:
+        ranking = rank(run[query_id])
+        relevance = qrels[query_id]
+        for k in k_values:
+            totals[f"ndcg@{k}"] += ndcg_at_k(relevance, ranking, k)
+            totals[f"recall@{k}"] += recall_at_k(relevance, ranking, k)
+            totals[f"mrr@{k}"] += mrr_at_k(relevance, ranking, k)
+    count = max(len(evaluated), 1)
+    return {name: total / count for name, total in totals.items()}
+
+
+# --- search ------------------------------------------------------------------------------------
+
+
+def exact_search(
+    query_vectors: np.ndarray,
+    query_ids: Sequence[str],
+    doc_vectors: np.ndarray,
+    doc_ids: Sequence[str],
+    k: int,
+    chunk: int = 1024,
+) -> Run:
+    """Brute-force top-k by inner product (cosine, for unit vectors), over every document."""
+    docs = torch.from_numpy(np.ascontiguousarray(doc_vectors, dtype=np.float32))
+    top = min(k, len(doc_ids))
+    run: Run = {}
+    for start in range(0, len(query_ids), chunk):
+        queries = torch.from_numpy(
+            np.ascontiguousarray(query_vectors[start : start + chunk], dtype=np.float32)
+        )
+        scores, indices = torch.topk(queries @ docs.T, top, dim=1)
+        for row, query_id in enumerate(query_ids[start : start + chunk]):
+            run[query_id] = {
+                doc_ids[index]: score
+                for index, score in zip(indices[row].tolist(), scores[row].tolist(), strict=True)
+            }
+    return run
+
+
+def chroma_search(
+    query_vectors: np.ndarray,
+    query_ids: Sequence[str],
+    doc_vectors: np.ndarray,
+    doc_ids: Sequence[str],
+    k: int,
+    path: str | Path,
+) -> Run:
+    """Top-k through a fresh on-disk Chroma collection (HNSW, cosine space) at ``path``.
+
+    Scores are ``1 - distance``, the cosine similarity, so runs compare with
+    :func:`exact_search`. A collection left there by an earlier evaluation is replaced.
+    """
+    import chromadb
+    from chromadb.config import Settings
+    from chromadb.errors import NotFoundError
+
+    client = chromadb.PersistentClient(
+        path=str(path), settings=Settings(anonymized_telemetry=False)
+    )
+    with contextlib.suppress(NotFoundError):
+        client.delete_collection(_EVAL_COLLECTION)
+    collection = client.create_collection(
+        _EVAL_COLLECTION, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+    )
+    step = client.get_max_batch_size()
+    for start in range(0, len(doc_ids), step):
+        collection.add(
+            ids=list(doc_ids[start : start + step]),
+            embeddings=np.ascontiguousarray(doc_vectors[start : start + step], dtype=np.float32),
+        )
+    top = min(k, len(doc_ids))
+    run: Run = {}
+    for start in range(0, len(query_ids), step):
+        result = collection.query(
+            query_embeddings=np.ascontiguousarray(
+                query_vectors[start : start + step], dtype=np.float32
+            ),
+            n_results=top,
+            include=["distances"],
+        )
+        distances = result["distances"] or []
+        for query_id, ids, dists in zip(
+            query_ids[start : start + step], result["ids"], distances, strict=True
+        ):
+            run[query_id] = {
+                doc_id: 1.0 - float(distance) for doc_id, distance in zip(ids, dists, strict=True)
+            }
+    return run
+
+
+def overlap_at_k(approximate: Run, exact: Run, k: int) -> float:
+    """Mean share of each query's exact top k that the approximate search also returned."""
+    shares = []
+    for query_id, scores in exact.items():
+        truth = set(rank(scores)[:k])
+        found = set(rank(approximate.get(query_id, {}))[:k])
+        shares.append(len(truth & found) / max(len(truth), 1))
+    return float(np.mean(shares)) if shares else 0.0
+
+
+# --- the whole evaluation ------------------------------------------------------------------------
+
+
+def evaluate(
+    embedder: YoutuEmbedder,
+    dataset: BeirDataset,
+    *,
+    k_values: Sequence[int] = DEFAULT_K_VALUES,
+    via_chroma: bool = False,
+    chroma_path: str | Path | None = None,
+) -> dict[str, float | int]:
+    """Embed the corpus and the judged queries, search, and score; MTEB's protocol.
+
+    Returns the metrics (``ndcg@10``, ``recall@100``, ``mrr@10``, ... for each k), ``queries``,
+    ``documents`` and ``seconds`` (embedding and search, not model loading). With ``via_chroma``
+    the metrics come from the Chroma search, the exact search's are kept under ``exact_*`` keys,
+    and ``hnsw_overlap@k`` is the share of the exact top k that HNSW returned.
+    """
+    started = time.perf_counter()
+    doc_ids = list(dataset.corpus)
+    query_ids = list(dataset.queries)
+    doc_vectors = embedder.encode_documents([dataset.corpus[doc_id] for doc_id in doc_ids])
+    query_vectors = embedder.encode_queries([dataset.queries[query_id] for query_id in query_ids])
+    depth = max(k_values)
+    exact = exact_search(query_vectors, query_ids, doc_vectors, doc_ids, depth)
+    result: dict[str, float | int] = {}
+    if via_chroma:
+        with tempfile.TemporaryDirectory(prefix="youtu_rag_eval_") as scratch:
+            approximate = chroma_search(
+                query_vectors, query_ids, doc_vectors, doc_ids, depth, chroma_path or scratch
+            )
+        result.update(score_run(dataset.qrels, approximate, k_values))
+        result.update(
+            {
+                f"exact_{name}": value
+                for name, value in score_run(dataset.qrels, exact, k_values).items()
+            }
+        )
+        result.update({f"hnsw_overlap@{k}": overlap_at_k(approximate, exact, k) for k in k_values})
+    else:
+        result.update(score_run(dataset.qrels, exact, k_values))
+    result["queries"] = len(query_ids)
+    result["documents"] = len(doc_ids)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    return result

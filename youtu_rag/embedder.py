@@ -69,18 +69,18 @@ class YoutuEmbedder:
             trust_remote_code=trust_remote_code,
             pooling=pooling,
         )
-        query_task = (
+        self.query_task = (
             self.profile.query_task
             if query_instruction is None
             else resolve_task(query_instruction, "query")
         )
-        document_task = (
+        self.document_task = (
             self.profile.document_task
             if document_instruction is None
             else resolve_task(document_instruction, "document")
         )
-        self.query_prefix = format_prefix(query_task, self.profile.prefix_template)
-        self.document_prefix = format_prefix(document_task, self.profile.prefix_template)
+        self.query_prefix = format_prefix(self.query_task, self.profile.prefix_template)
+        self.document_prefix = format_prefix(self.document_task, self.profile.prefix_template)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.show_progress = show_progress

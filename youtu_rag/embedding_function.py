@@ -17,26 +17,10 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.instructions import format_prefix
 from youtu_rag.loading import resolve_device
 from youtu_rag.profiles import YOUTU_EMBEDDING
 
 logger = logging.getLogger(__name__)
-
-
-def _task_of(prefix: str, template: str) -> str:
-    """The task text that ``template`` turns into ``prefix``.
-
-    The embedder keeps the formatted prefix, not the task, so the config recovers the task and
-    checks that formatting it again gives the very same prefix.
-    """
-    if not prefix:
-        return ""
-    head, _, tail = template.partition("{task}")
-    task = prefix[len(head) : len(prefix) - len(tail)]
-    if not task or format_prefix(task, template) != prefix:
-        raise ValueError(f"prefix {prefix!r} does not follow the template {template!r}")
-    return task
 
 
 def _available(device: str) -> bool:
@@ -89,7 +73,6 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         Progress display is left out: it belongs to the process, not to the collection.
         """
         embedder = self.embedder
-        template = embedder.profile.prefix_template
         return {
             "model_name_or_path": embedder.model_name,
             "device": str(embedder.backbone.device),
@@ -97,8 +80,8 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             "max_length": embedder.max_length,
             "batch_size": embedder.batch_size,
             "max_batch_tokens": embedder.max_batch_tokens,
-            "query_instruction": _task_of(embedder.query_prefix, template),
-            "document_instruction": _task_of(embedder.document_prefix, template),
+            "query_instruction": embedder.query_task,
+            "document_instruction": embedder.document_task,
             "trust_remote_code": embedder.profile.trust_remote_code,
             "pooling": embedder.pooling,
         }

@@ -49,7 +49,7 @@ def test_documents_and_queries_equal_the_core(tiny_youtu_dir: str) -> None:
 
     documents = np.stack(function(DOCUMENTS))
     queries = np.stack(function.embed_query(QUERIES))
-    assert documents.dtype == np.float32 and documents.shape == (len(DOCUMENTS), 64)
+    assert documents.dtype == np.float32 and documents.shape == (len(DOCUMENTS), core.dimension)
     assert np.abs(documents - core.encode_documents(DOCUMENTS)).max() <= 1e-6
     assert np.abs(queries - core.encode_queries(QUERIES)).max() <= 1e-6
     # The instruction reaches queries only.

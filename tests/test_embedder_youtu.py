@@ -1,4 +1,4 @@
-"""The embedder on a tiny random model of the real youtu architecture, against the seed script."""
+"""The embedder on the tiny random ``utu`` checkpoint, against the published algorithm."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_queries_match_the_seed_algorithm_across_batches(tiny_youtu: YoutuEmbedd
     backbone = tiny_youtu.backbone
     expected = seed_encode(backbone.model, backbone.tokenizer, QUERIES, tiny_youtu.query_prefix)
     actual = tiny_youtu.encode_queries(QUERIES)
-    assert actual.dtype == np.float32 and actual.shape == (len(QUERIES), 64)
+    assert actual.dtype == np.float32 and actual.shape == (len(QUERIES), tiny_youtu.dimension)
     assert np.abs(actual - expected).max() <= 1e-5
 
 
@@ -53,7 +53,7 @@ def test_default_query_prefix_is_the_published_one(tiny_youtu: YoutuEmbedder) ->
 def test_the_prefix_changes_the_vector_but_is_not_pooled(tiny_youtu: YoutuEmbedder) -> None:
     with_prefix = tiny_youtu.encode_queries("sky")
     without = tiny_youtu.encode_documents("sky")
-    # Causal attention lets the prefix steer the text's states, so the vectors differ...
+    # Attention lets the prefix steer the text's states, so the vectors differ...
     assert np.abs(with_prefix - without).max() > 1e-3
     # ...and the pooled tokens are exactly the text's: recompute the mean by hand.
     tokenizer, model = tiny_youtu.backbone.tokenizer, tiny_youtu.backbone.model
@@ -148,8 +148,8 @@ def test_bfloat16_on_cpu_stays_close_to_float32(tiny_youtu_dir: str) -> None:
     assert (a * b).sum(axis=1).min() > 0.98
 
 
-def test_remote_code_only_where_the_profile_needs_it(tiny_youtu: YoutuEmbedder) -> None:
-    assert get_profile("tencent/Youtu-Embedding").trust_remote_code is True
+def test_no_profile_asks_for_remote_code(tiny_youtu: YoutuEmbedder) -> None:
+    assert get_profile("tencent/Youtu-Embedding").trust_remote_code is False
     assert get_profile("someone/some-model").trust_remote_code is False
     assert tiny_youtu.profile.trust_remote_code is False
 

@@ -14,7 +14,9 @@ Chroma at a given collection size.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from youtu_rag.embedder import YoutuEmbedder
 from youtu_rag.evaluation import load_beir
+from youtu_rag.loading import cpu_has_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -117,18 +120,16 @@ def forward_flops(model: PreTrainedModel, lengths: Sequence[int]) -> float:
     """Useful FLOPs of one forward pass over texts of these token lengths (padding excluded).
 
     Two per weight per token in the Linear layers, plus the attention products
-    (QK^T and AV: ``2 * n^2 * heads * (qk_dim + v_dim)`` per layer for a text of n tokens).
+    (QK^T and AV: ``2 * n^2 * heads * 2 * head_dim`` per layer for a text of n tokens).
     """
     config = model.config
     heads = int(config.num_attention_heads)
     head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-    qk_dim = int(getattr(config, "qk_head_dim", None) or head_dim)
-    v_dim = int(getattr(config, "v_head_dim", None) or head_dim)
     layers = int(config.num_hidden_layers)
     tokens = float(sum(lengths))
     squares = float(sum(length * length for length in lengths))
     linear = 2.0 * _linear_parameters_per_token(model) * tokens
-    attention = 2.0 * layers * heads * (qk_dim + v_dim) * squares
+    attention = 2.0 * layers * heads * 2 * head_dim * squares
     return linear + attention
 
 
@@ -189,6 +190,26 @@ def load_bench_texts(beir: str | Path, limit: int) -> list[str]:
     return texts
 
 
+def cpu_capability() -> dict[str, Any]:
+    """What this processor offers torch: its vector ISA and whether bfloat16 matmul is native.
+
+    The same bench runs on AVX2-only CPUs, where bfloat16 is several times slower than float32,
+    and on CPUs with AMX or AVX-512 BF16, where it is several times faster: read the bf16 rows
+    against this, never against an assumption.
+    """
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": name,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": cpu_has_bf16(),
+    }
+
+
 def bench_encode(
     model: str,
     texts: list[str],
@@ -198,10 +219,12 @@ def bench_encode(
     device: str | None = None,
     max_length: int | None = None,
 ) -> dict[str, Any]:
-    """Time the four methods on ``texts``; see the module docstring.
+    """Time the methods on ``texts``; see the module docstring.
 
     Each method truncates at its own default (youtu-rag: the model's limit; sentence-transformers:
-    its ``max_seq_length``; the seed: 1024) unless ``max_length`` sets one cap for all four.
+    its ``max_seq_length``; the seed: 1024) unless ``max_length`` sets one cap for all.
+    sentence-transformers cannot load a ``utu`` checkpoint (its own code does not import under
+    transformers 5), so for those it is left out and its keys are ``None``.
 
     Returns flat headline keys (``speedup_fp32_vs_st``, ``speedup_bf16_vs_st``,
     ``speedup_fp32_vs_seed``, ``peak_fraction_fp32``, ``peak_fraction_bf16``, ...) and a
@@ -224,45 +247,51 @@ def bench_encode(
     ]
     positions = int(getattr(backbone.model.config, "max_position_embeddings", SEED_MAX_LENGTH))
     seed_max_length = max_length or min(SEED_MAX_LENGTH, positions)
-    # The very weights youtu-rag loaded, so the comparison is of code, not of checkpoints.
-    sentence_transformer = _load_sentence_transformer(
-        fp32.profile.source, run_device, fp32.max_length, exact=max_length is not None
-    )
-    st_max_length = int(sentence_transformer.max_seq_length)
 
     def lengths(cap: int) -> list[int]:
         return [min(length, cap) for length in full_lengths]
-
-    def st_encode(batch: list[str]) -> np.ndarray:
-        vectors: np.ndarray = sentence_transformer.encode(
-            batch,
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return vectors
 
     # The seed runs on the model object youtu-rag loaded (same weights, same attention kernel),
     # so the ratio measures the algorithm: one padded batch and its truncation, against ours.
     def seed(batch: list[str]) -> np.ndarray:
         return seed_encode(backbone.model, tokenizer, batch, prefix, seed_max_length)
 
-    methods = [
-        Method(name, encode, dtype, lengths(cap), forward_flops(backbone.model, lengths(cap)))
-        for name, encode, dtype, cap in (
-            ("youtu_rag_fp32", fp32.encode_documents, torch.float32, fp32.max_length),
-            ("youtu_rag_bf16", bf16.encode_documents, torch.bfloat16, bf16.max_length),
-            ("sentence_transformers_fp32", st_encode, torch.float32, st_max_length),
-            ("seed_fp32", seed, torch.float32, seed_max_length),
-        )
+    candidates: list[tuple[str, Callable[[list[str]], np.ndarray], torch.dtype, int]] = [
+        ("youtu_rag_fp32", fp32.encode_documents, torch.float32, fp32.max_length),
+        ("youtu_rag_bf16", bf16.encode_documents, torch.bfloat16, bf16.max_length),
+        ("seed_fp32", seed, torch.float32, seed_max_length),
     ]
-    for method in methods:
+    st_max_length: int | None = None
+    if fp32.attention is None:
+        # The very weights youtu-rag loaded, so the comparison is of code, not of checkpoints.
+        sentence_transformer = _load_sentence_transformer(
+            fp32.profile.source, run_device, fp32.max_length, exact=max_length is not None
+        )
+        st_max_length = int(sentence_transformer.max_seq_length)
+
+        def st_encode(batch: list[str]) -> np.ndarray:
+            vectors: np.ndarray = sentence_transformer.encode(
+                batch,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            return vectors
+
+        candidates.append(("sentence_transformers_fp32", st_encode, torch.float32, st_max_length))
+
+    methods = {
+        name: Method(name, encode, dtype, lengths(cap), forward_flops(backbone.model, lengths(cap)))
+        for name, encode, dtype, cap in candidates
+    }
+    order = list(methods.values())
+    for method in order:
         method.encode(texts[:_WARMUP_TEXTS])
     for round_number in range(repeats):
         # Rotate who goes first, so a warming machine favours no method.
-        shift = round_number % len(methods)
-        for method in methods[shift:] + methods[:shift]:
+        shift = round_number % len(order)
+        for method in order[shift:] + order[:shift]:
             _synchronize(run_device)
             start = time.perf_counter()
             vectors = method.encode(texts)
@@ -276,11 +305,15 @@ def bench_encode(
         torch.float32: matmul_peak(torch.float32, run_device),
         torch.bfloat16: matmul_peak(torch.bfloat16, run_device),
     }
-    table = {method.name: method.report(len(texts), peaks[method.dtype]) for method in methods}
-    ours32, ours16, st, seed_method = (table[method.name] for method in methods)
+    table = {name: row.report(len(texts), peaks[row.dtype]) for name, row in methods.items()}
+    ours32, ours16, seed_row = table["youtu_rag_fp32"], table["youtu_rag_bf16"], table["seed_fp32"]
+    st = table.get("sentence_transformers_fp32")
+    st_vectors = methods["sentence_transformers_fp32"].vectors if st else None
     return {
         "model": fp32.model_name,
+        "attention": fp32.attention,
         "device": str(run_device),
+        **(cpu_capability() if run_device.type == "cpu" else {}),
         "threads": torch.get_num_threads(),
         "documents": len(texts),
         "batch_size": batch_size,
@@ -290,14 +323,21 @@ def bench_encode(
         "seed_max_length": seed_max_length,
         "peak_tflops_fp32": peaks[torch.float32] / 1e12,
         "peak_tflops_bf16": peaks[torch.bfloat16] / 1e12,
-        "speedup_fp32_vs_st": ours32["docs_per_s"] / st["docs_per_s"],
-        "speedup_bf16_vs_st": ours16["docs_per_s"] / st["docs_per_s"],
-        "speedup_fp32_vs_seed": ours32["docs_per_s"] / seed_method["docs_per_s"],
+        "speedup_fp32_vs_st": ours32["docs_per_s"] / st["docs_per_s"] if st else None,
+        "speedup_bf16_vs_st": ours16["docs_per_s"] / st["docs_per_s"] if st else None,
+        "speedup_bf16_vs_fp32": ours16["docs_per_s"] / ours32["docs_per_s"],
+        "speedup_fp32_vs_seed": ours32["docs_per_s"] / seed_row["docs_per_s"],
         "peak_fraction_fp32": ours32["peak_fraction"],
         "peak_fraction_bf16": ours16["peak_fraction"],
-        "min_cosine_fp32_vs_st": _min_cosine(methods[0].vectors, methods[2].vectors),
-        "min_cosine_bf16_vs_fp32": _min_cosine(methods[1].vectors, methods[0].vectors),
-        "min_cosine_fp32_vs_seed": _min_cosine(methods[0].vectors, methods[3].vectors),
+        "min_cosine_fp32_vs_st": _min_cosine(methods["youtu_rag_fp32"].vectors, st_vectors)
+        if st
+        else None,
+        "min_cosine_bf16_vs_fp32": _min_cosine(
+            methods["youtu_rag_bf16"].vectors, methods["youtu_rag_fp32"].vectors
+        ),
+        "min_cosine_fp32_vs_seed": _min_cosine(
+            methods["youtu_rag_fp32"].vectors, methods["seed_fp32"].vectors
+        ),
         "methods": table,
     }
 

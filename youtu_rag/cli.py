@@ -331,6 +331,52 @@ def info(
         console.print(f"{key}: {shown}", markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+@handle_errors
+def verify(
+    model: ModelOption = DEFAULT_MODEL,
+    device: DeviceOption = None,
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="The published scores are float32.")
+    ] = "float32",
+    as_json: JsonOption = False,
+) -> None:
+    """Embed the publisher's weather example and compare the scores with the published ones.
+
+    Exit 0 on PASS (every score within 2e-3), 1 otherwise. Run it first after downloading a model.
+    """
+    from youtu_rag.verify import TOLERANCE, WEATHER_DOCUMENTS, WEATHER_QUERY
+    from youtu_rag.verify import verify as run_verify
+
+    try:
+        result = run_verify(model, device=device, dtype=dtype)
+    except OSError as error:
+        raise RuntimeError(f"cannot load model {model!r}: {_one_line(error)}") from error
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        raise typer.Exit(0 if result.passed else 1)
+    attention = f" (attention {result.attention})" if result.attention else ""
+    lines = [
+        f"model: {result.model}{attention}",
+        f"reference: {result.reference or 'none published for this model'}",
+        f"query: {WEATHER_QUERY!r}",
+    ]
+    expected: list[float | None] = [*result.expected] if result.expected else [None] * 3
+    for document, score, wanted in zip(WEATHER_DOCUMENTS, result.scores, expected, strict=True):
+        shown = "" if wanted is None else f"  expected {wanted:.8f}  diff {abs(score - wanted):.2e}"
+        lines.append(f"  {score:.8f}{shown}  {document!r}")
+    if result.max_difference is not None:
+        lines.append(f"largest difference: {result.max_difference:.2e} (tolerance {TOLERANCE:g})")
+    if result.other_scores is not None:
+        scores = ", ".join(f"{score:.8f}" for score in result.other_scores)
+        lines.append(f"with {result.other_attention} attention: {scores}")
+        if result.other_max_difference is not None:
+            lines.append(f"  largest difference: {result.other_max_difference:.2e}")
+    lines.append("PASS" if result.passed else "FAIL")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if result.passed else 1)
+
+
 # --- eval, bench -------------------------------------------------------------------------------
 
 BeirOption = Annotated[
@@ -425,6 +471,15 @@ def eval_command(
 def bench_encode_command(
     beir: BeirOption,
     model: ModelOption = DEFAULT_MODEL,
+    random_utu_layers: Annotated[
+        int | None,
+        typer.Option(
+            "--random-utu-layers",
+            min=1,
+            help="Instead of --model: a random utu model of the published width (hidden 2048, "
+            "32 heads of 64, vocab 128256) with this many layers, built in a temp dir.",
+        ),
+    ] = None,
     limit: Annotated[
         int, typer.Option("--limit", min=1, help="Documents to embed (the first N of the corpus).")
     ] = 600,
@@ -446,25 +501,45 @@ def bench_encode_command(
     device: DeviceOption = None,
     as_json: EvalJsonOption = False,
 ) -> None:
-    """docs/s, tokens/s and TFLOP/s of youtu-rag (fp32, bf16), sentence-transformers and the
-    published inference script, on the same texts in one run."""
+    """docs/s, tokens/s and TFLOP/s of youtu-rag (fp32, bf16), sentence-transformers (where it
+    can load the model) and the published inference script, on the same texts in one run."""
+    import tempfile
+
     import torch
 
     from youtu_rag.bench import bench_encode, load_bench_texts
+    from youtu_rag.random_checkpoint import UtuShape, build_random_utu
 
     if threads is not None:
         torch.set_num_threads(threads)
     texts = load_bench_texts(beir, limit)
-    result = bench_encode(
-        model, texts, batch_size=batch_size, repeats=repeats, device=device, max_length=max_length
-    )
+    with tempfile.TemporaryDirectory(prefix="youtu_rag_random_utu_") as scratch:
+        if random_utu_layers is not None:
+            model = str(build_random_utu(scratch, UtuShape(num_hidden_layers=random_utu_layers)))
+        result = bench_encode(
+            model,
+            texts,
+            batch_size=batch_size,
+            repeats=repeats,
+            device=device,
+            max_length=max_length,
+        )
+    if random_utu_layers is not None:
+        result["model"] = f"random utu of the published width, {random_utu_layers} of 32 layers"
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    st = result["methods"]["sentence_transformers_fp32"]["docs_per_s"]
+    baseline = "sentence_transformers_fp32" if result["st_max_length"] else "youtu_rag_fp32"
+    base = result["methods"][baseline]["docs_per_s"]
+    cpu = (
+        f"; {result['cpu']} ({result['cpu_capability']}, bf16 matmul "
+        f"{'native' if result['cpu_native_bf16'] else 'emulated: expect bf16 slower than fp32'})"
+        if "cpu" in result
+        else ""
+    )
     _print_rows(
         f"{result['model']}: {result['documents']} documents, batch {result['batch_size']}, "
-        f"{result['threads']} threads on {result['device']}; matmul peak "
+        f"{result['threads']} threads on {result['device']}{cpu}; matmul peak "
         f"{result['peak_tflops_fp32'] * 1e3:.1f} GFLOP/s fp32, "
         f"{result['peak_tflops_bf16'] * 1e3:.1f} GFLOP/s bf16",
         [
@@ -474,7 +549,7 @@ def bench_encode_command(
                 "tokens/s": row["tokens_per_s"],
                 "GFLOP/s": row["tflops"] * 1e3,
                 "of peak": f"{row['peak_fraction']:.0%}",
-                "vs ST": f"{row['docs_per_s'] / st:.2f}x",
+                f"vs {baseline}": f"{row['docs_per_s'] / base:.2f}x",
             }
             for name, row in result["methods"].items()
         ],

@@ -20,6 +20,7 @@ from youtu_rag.instructions import format_prefix, resolve_task
 from youtu_rag.loading import Backbone, load_backbone, resolve_device, resolve_dtype
 from youtu_rag.pooling import l2_normalize, masked_mean, text_mask
 from youtu_rag.profiles import YOUTU_EMBEDDING, ModelProfile, Pooling, get_profile, override
+from youtu_rag.utu import Attention
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class YoutuEmbedder:
         show_progress: bool = False,
         pooling: Pooling | None = None,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        attention: Attention | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -68,6 +70,7 @@ class YoutuEmbedder:
             max_length=max_length,
             trust_remote_code=trust_remote_code,
             pooling=pooling,
+            attention=attention,
         )
         self.query_task = (
             self.profile.query_task
@@ -90,6 +93,7 @@ class YoutuEmbedder:
             resolved_device,
             resolve_dtype(dtype, resolved_device),
             self.profile.trust_remote_code,
+            self.profile.attention,
         )
         config = self.backbone.model.config
         self.max_length: int = min(
@@ -110,11 +114,17 @@ class YoutuEmbedder:
     def pooling(self) -> Pooling:
         return self.profile.pooling
 
+    @property
+    def attention(self) -> Attention | None:
+        """How a ``utu`` backbone attends; ``None`` for models that attend as they were built."""
+        return self.backbone.attention
+
     def __repr__(self) -> str:
         return (
             f"YoutuEmbedder({self.model_name!r}, device={str(self.backbone.device)!r}, "
             f"dtype={str(self.backbone.dtype).removeprefix('torch.')!r}, "
-            f"dimension={self.dimension}, max_length={self.max_length})"
+            f"dimension={self.dimension}, max_length={self.max_length}"
+            + (f", attention={self.attention!r})" if self.attention else ")")
         )
 
     def encode_queries(self, texts: str | Sequence[str]) -> np.ndarray:

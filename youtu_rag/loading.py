@@ -6,25 +6,26 @@ share one set of weights through :func:`load_backbone`.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import transformers
 from transformers import (
-    AttentionInterface,
     AutoModel,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
 )
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.utils.hub import cached_file
+
+from youtu_rag.utu import Attention, is_utu, load_utu_model, with_attention
 
 logger = logging.getLogger(__name__)
-
-#: The attention :func:`load_backbone` switches CPU models with narrow values to.
-PADDED_SDPA = "youtu_rag_padded_sdpa"
 
 _DTYPES = {
     "float32": torch.float32,
@@ -44,6 +45,8 @@ class Backbone:
     tokenizer: PreTrainedTokenizerBase
     device: torch.device
     dtype: torch.dtype
+    #: ``None`` for models that are not ``utu`` checkpoints: they attend as they were built.
+    attention: Attention | None = None
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -69,88 +72,115 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
 
 
-_cache: dict[tuple[str, str, torch.dtype, bool], Backbone] = {}
+_cache: dict[tuple[str, str, torch.dtype, bool, Attention | None], Backbone] = {}
 _cache_lock = threading.Lock()
 
 
+class RemoteCodeError(RuntimeError):
+    """The checkpoint's own modelling code could not be imported."""
+
+
+def read_config(source: str) -> dict[str, Any]:
+    """``config.json`` of a hub id or local directory, read as data: no checkpoint code runs."""
+    path = cached_file(source, "config.json")
+    if path is None:
+        raise OSError(f"{source} has no config.json")
+    with open(path, encoding="utf-8") as handle:
+        config: dict[str, Any] = json.load(handle)
+    return config
+
+
 def load_backbone(
-    source: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool
+    source: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    trust_remote_code: bool,
+    attention: Attention | None = None,
 ) -> Backbone:
-    """Load (or reuse) the model and tokenizer at ``source``, a hub id or a local directory."""
-    key = (source, str(device), dtype, trust_remote_code)
+    """Load (or reuse) the model and tokenizer at ``source``, a hub id or a local directory.
+
+    A ``utu`` checkpoint (Youtu-Embedding) is built natively on transformers' Llama code with
+    ``attention`` (default bidirectional) unless the caller asks for its remote code; any other
+    model goes through ``AutoModel`` and attends as it was built.
+    """
+    config = read_config(source)
+    native = is_utu(config) and not trust_remote_code
+    if attention is not None and not native:
+        raise ValueError(
+            f"attention={attention!r} applies to utu checkpoints loaded natively; {source} "
+            f"(model_type {config.get('model_type')!r}"
+            f"{', trust_remote_code' if trust_remote_code else ''}) attends as it was built"
+        )
+    if native:
+        attention = attention or "bidirectional"
+    key = (source, str(device), dtype, trust_remote_code, attention)
     with _cache_lock:
         cached = _cache.get(key)
         if cached is not None:
             return cached
-        if trust_remote_code:
-            logger.info("loading %s with trust_remote_code=True", source)
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        twin = _cached_other_attention(key) if native else None
+        if twin is not None:
+            tokenizer: PreTrainedTokenizerBase = twin.tokenizer
+            model = with_attention(twin.model, attention or "bidirectional")
+        elif native:
+            # The publisher's tokenizer_config names PreTrainedTokenizerFast; reading it directly
+            # keeps AutoTokenizer from resolving the unknown "utu" model type through auto_map.
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
+            model = load_utu_model(source, config, dtype, attention or "bidirectional")
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            model = _load_auto_model(source, config, dtype, trust_remote_code)
         if not tokenizer.is_fast:
             raise ValueError(
                 f"{source} has no fast tokenizer; masking the instruction needs token offsets"
             )
-        model = AutoModel.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
-        model.to(device).eval()
-        _use_fused_attention(model, device)
-        if device.type == "cpu" and dtype == torch.bfloat16 and not _cpu_has_bf16():
+        torch.nn.Module.to(model, device).train(False)
+        if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_bf16():
             logger.warning(
                 "this CPU has no bfloat16 matmul (AVX-512 BF16 or AMX): bfloat16 will run "
                 "several times slower than float32 here"
             )
-        backbone = Backbone(model=model, tokenizer=tokenizer, device=device, dtype=dtype)
+        backbone = Backbone(
+            model=model, tokenizer=tokenizer, device=device, dtype=dtype, attention=attention
+        )
         _cache[key] = backbone
         return backbone
 
 
-def _sdpa_with_padded_values(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """SDPA, with the values zero-padded to the query/key head size and the output cut back.
-
-    Multi-head latent attention (Youtu, DeepSeek) has values narrower than queries (128 vs 192
-    in Youtu-Embedding); SDPA's fused CPU kernel needs one head size, so without this it falls
-    back to the unfused math kernel, which is several times slower and materialises every
-    attention matrix. Zero value columns give zero output columns, so the result is unchanged.
-    """
-    width = value.shape[-1]
-    target = query.shape[-1]
-    if width >= target:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    padded = torch.nn.functional.pad(value, (0, target - width))
-    output, weights = sdpa_attention_forward(module, query, key, padded, attention_mask, **kwargs)
-    return output[..., :width], weights
+def _cached_other_attention(
+    key: tuple[str, str, torch.dtype, bool, Attention | None],
+) -> Backbone | None:
+    """The same checkpoint already loaded with the other attention mode, whose weights a new
+    backbone can share."""
+    source, device, dtype, trust_remote_code, attention = key
+    other: Attention = "causal" if attention == "bidirectional" else "bidirectional"
+    return _cache.get((source, device, dtype, trust_remote_code, other))
 
 
-AttentionInterface.register(PADDED_SDPA, _sdpa_with_padded_values)
+def _load_auto_model(
+    source: str, config: dict[str, Any], dtype: torch.dtype, trust_remote_code: bool
+) -> PreTrainedModel:
+    """``AutoModel``, turning a ``utu`` checkpoint's failing remote code into a clear error."""
+    if trust_remote_code:
+        logger.info("loading %s with trust_remote_code=True", source)
+    try:
+        model: PreTrainedModel = AutoModel.from_pretrained(
+            source, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+    except (ImportError, AttributeError) as error:
+        if not (trust_remote_code and is_utu(config)):
+            raise
+        raise RemoteCodeError(
+            f"the modelling code shipped with {source} (auto_map "
+            f"{config.get('auto_map', {}).get('AutoModel')!r}) cannot be imported under "
+            f"transformers {transformers.__version__}: it was written for transformers "
+            f"{config.get('transformers_version', '4.51')} ({error}). Leave trust_remote_code "
+            "off: youtu-rag loads utu checkpoints natively, with no remote code."
+        ) from error
+    return model
 
 
-def _use_fused_attention(model: PreTrainedModel, device: torch.device) -> None:
-    """Switch a CPU model whose values are narrower than its queries to the padded SDPA.
-
-    Only on CPU: that is where the gain was measured; CUDA has kernels for unequal sizes.
-    """
-    config = model.config
-    qk_dim = getattr(config, "qk_head_dim", None)
-    v_dim = getattr(config, "v_head_dim", None)
-    if (
-        device.type != "cpu"
-        or getattr(config, "_attn_implementation", None) != "sdpa"
-        or not isinstance(qk_dim, int)
-        or not isinstance(v_dim, int)
-        or v_dim >= qk_dim
-        or not model._can_set_attn_implementation()
-    ):
-        return
-    model.set_attn_implementation(PADDED_SDPA)
-    logger.info("values narrower than queries (%d < %d): using %s", v_dim, qk_dim, PADDED_SDPA)
-
-
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
     """Whether oneDNN has a native bfloat16 matmul on this CPU."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check()) if check is not None else True

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from youtu_rag.instructions import DEFAULT_QUERY_TASK, QUERY_TEMPLATE
+from youtu_rag.utu import Attention
 
 #: ``"text"``: pool only the text's tokens (prefix and leading special tokens masked out), the
 #: Youtu-Embedding rule. ``"all"``: pool every attended token, prefix included, as
@@ -31,6 +32,8 @@ class ModelProfile:
     document_task: str = ""
     max_length: int = 8192
     trust_remote_code: bool = False
+    #: For ``utu`` checkpoints: ``None`` is their published rule, bidirectional.
+    attention: Attention | None = None
 
 
 def _minilm_source() -> str:
@@ -47,10 +50,8 @@ def _minilm_source() -> str:
 def get_profile(model_name_or_path: str) -> ModelProfile:
     """The profile of a known model; any other id or directory gets the Youtu rules."""
     if model_name_or_path == YOUTU_EMBEDDING:
-        # The model card loads it with trust_remote_code=True.
-        return ModelProfile(
-            name=YOUTU_EMBEDDING, source=YOUTU_EMBEDDING, max_length=8192, trust_remote_code=True
-        )
+        # A ``utu`` checkpoint: loaded natively (youtu_rag.utu), no remote code.
+        return ModelProfile(name=YOUTU_EMBEDDING, source=YOUTU_EMBEDDING, max_length=8192)
     if model_name_or_path in (MINILM, "all-MiniLM-L6-v2"):
         return ModelProfile(
             name=MINILM, source=_minilm_source(), pooling="all", query_task="", max_length=256

@@ -4,11 +4,14 @@ from youtu_rag.embedder import YoutuEmbedder
 from youtu_rag.embedding_function import YoutuEmbeddingFunction
 from youtu_rag.loading import clear_backbone_cache
 from youtu_rag.profiles import MINILM, YOUTU_EMBEDDING, ModelProfile, get_profile
+from youtu_rag.tencent_cloud import TencentCloudEmbedder, TencentCloudError
 
 __all__ = [
     "MINILM",
     "YOUTU_EMBEDDING",
     "ModelProfile",
+    "TencentCloudEmbedder",
+    "TencentCloudError",
     "YoutuEmbedder",
     "YoutuEmbeddingFunction",
     "clear_backbone_cache",

@@ -21,7 +21,7 @@ from rich.markup import escape
 from youtu_rag.profiles import YOUTU_EMBEDDING
 
 if TYPE_CHECKING:
-    from youtu_rag.embedder import YoutuEmbedder
+    from youtu_rag.backends import Embedder
     from youtu_rag.store import ChromaStore
 
 app = typer.Typer(
@@ -38,7 +38,13 @@ R = TypeVar("R")
 
 # Options shared by every command.
 ModelOption = Annotated[
-    str, typer.Option("--model", "-m", help="Hub id or local directory of the embedding model.")
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id or local directory of the embedding model, or tencent-cloud:MODEL for "
+        "the Tencent Cloud API (credentials from TENCENTCLOUD_SECRET_ID / _KEY).",
+    ),
 ]
 PersistDirOption = Annotated[
     str, typer.Option("--persist-dir", help="Directory of the embedded Chroma database.")
@@ -97,14 +103,14 @@ def _one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _load_embedder(model: str, device: str | None, dtype: str | None) -> YoutuEmbedder:
+def _load_embedder(model: str, device: str | None, dtype: str | None) -> Embedder:
     """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
-    from youtu_rag.embedder import YoutuEmbedder
+    from youtu_rag.backends import create_embedder
 
     if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
         raise FileNotFoundError(f"--model {model}: no such directory")
     try:
-        return YoutuEmbedder(model, device=device, dtype=dtype)
+        return create_embedder(model, device=device, dtype=dtype)
     except OSError as error:
         raise RuntimeError(
             f"cannot load model {model!r}: {_one_line(error)} To work offline, pass --model "
@@ -167,7 +173,11 @@ def index(
     dtype: DtypeOption = None,
     chunk_size: Annotated[
         int | None,
-        typer.Option("--chunk-size", help="Tokens per chunk (default: 512, or the model's limit)."),
+        typer.Option(
+            "--chunk-size",
+            help="Tokens per chunk (default: 512, or the model's limit; for tencent-cloud: "
+            "characters, default 2000).",
+        ),
     ] = None,
     chunk_overlap: Annotated[
         int | None,
@@ -439,11 +449,11 @@ def eval_command(
     as_json: EvalJsonOption = False,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset, computed as MTEB computes them."""
-    from youtu_rag.embedder import YoutuEmbedder
+    from youtu_rag.backends import create_embedder
     from youtu_rag.evaluation import evaluate, load_beir
 
     dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
-    embedder = YoutuEmbedder(
+    embedder = create_embedder(
         model,
         device=device,
         dtype=dtype,
@@ -507,9 +517,12 @@ def bench_encode_command(
 
     import torch
 
+    from youtu_rag.backends import is_remote
     from youtu_rag.bench import bench_encode, load_bench_texts
     from youtu_rag.random_checkpoint import UtuShape, build_random_utu
 
+    if is_remote(model):
+        raise ValueError(f"bench encode times local inference; {model} runs in the cloud")
     if threads is not None:
         torch.set_num_threads(threads)
     texts = load_bench_texts(beir, limit)

@@ -47,6 +47,8 @@ class YoutuEmbedder:
     Embedders over the same (model, device, dtype) share one loaded backbone.
     """
 
+    backend = "local"
+
     def __init__(
         self,
         model_name_or_path: str = YOUTU_EMBEDDING,

@@ -16,9 +16,11 @@ import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from youtu_rag.backends import Embedder, create_embedder
 from youtu_rag.embedder import YoutuEmbedder
 from youtu_rag.loading import resolve_device
 from youtu_rag.profiles import YOUTU_EMBEDDING
+from youtu_rag.tencent_cloud import TencentCloudEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +38,17 @@ def _available(device: str) -> bool:
 class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
     """Chroma embedding function over :class:`~youtu_rag.YoutuEmbedder`.
 
-    Takes the embedder's arguments; use :meth:`from_embedder` to wrap one already loaded.
+    Takes the embedder's arguments (``tencent-cloud:<model>`` for the API); use
+    :meth:`from_embedder` to wrap one already loaded.
     """
 
-    embedder: YoutuEmbedder
+    embedder: Embedder
 
     def __init__(self, model_name_or_path: str = YOUTU_EMBEDDING, **options: Any) -> None:
-        self.embedder = YoutuEmbedder(model_name_or_path, **options)
+        self.embedder = create_embedder(model_name_or_path, **options)
 
     @classmethod
-    def from_embedder(cls, embedder: YoutuEmbedder) -> YoutuEmbeddingFunction:
+    def from_embedder(cls, embedder: Embedder) -> YoutuEmbeddingFunction:
         """Wrap an existing embedder, sharing its loaded model and settings."""
         function = cls.__new__(cls)
         function.embedder = embedder
@@ -70,9 +73,14 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
     def get_config(self) -> dict[str, Any]:
         """Everything that shapes the vectors, as JSON, to rebuild this embedder elsewhere.
 
-        Progress display is left out: it belongs to the process, not to the collection.
+        Progress display is left out: it belongs to the process, not to the collection; so are
+        API credentials, read from the environment wherever the function is rebuilt.
         """
         embedder = self.embedder
+        if isinstance(embedder, TencentCloudEmbedder):
+            return {"model_name_or_path": embedder.model_name, **embedder.settings()}
+        if not isinstance(embedder, YoutuEmbedder):
+            raise TypeError(f"{type(embedder).__name__} has no Chroma config")
         return {
             "model_name_or_path": embedder.model_name,
             "device": str(embedder.backbone.device),

@@ -17,6 +17,7 @@ from pathlib import Path
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter, TextSplitter
 from tqdm.auto import tqdm
 
+from youtu_rag.backends import Embedder
 from youtu_rag.embedder import YoutuEmbedder
 from youtu_rag.store import ChromaStore
 
@@ -28,6 +29,8 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {PDF_SUFFIX}
 #: Chunk size when none is given, capped by the model's limit (a few paragraphs: precise enough
 #: to cite, long enough to stand alone in a prompt).
 DEFAULT_CHUNK_TOKENS = 512
+#: The same for an API model, whose limit is in characters (2000 characters: ~500 English tokens).
+DEFAULT_CHUNK_CHARACTERS = 2000
 #: Chunks embedded and written together.
 DEFAULT_BATCH_SIZE = 256
 
@@ -94,8 +97,13 @@ def read_text(path: Path) -> str:
     return "\n\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
 
 
-def chunk_limit(embedder: YoutuEmbedder) -> int:
-    """The most tokens a chunk may have so that prefix, special tokens and chunk fit the model."""
+def chunk_limit(embedder: Embedder) -> int:
+    """The most tokens a chunk may have so that prefix, special tokens and chunk fit the model.
+
+    An API model without a local tokenizer counts characters, up to its own limit.
+    """
+    if not isinstance(embedder, YoutuEmbedder):
+        return embedder.max_length
     tokenizer = embedder.backbone.tokenizer
     overhead = len(tokenizer(embedder.document_prefix, add_special_tokens=True)["input_ids"])
     # One token of slack: a chunk tokenized after the prefix may merge differently at the seam.
@@ -103,23 +111,27 @@ def chunk_limit(embedder: YoutuEmbedder) -> int:
 
 
 def make_splitter(
-    embedder: YoutuEmbedder,
+    embedder: Embedder,
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
     *,
     markdown: bool = False,
 ) -> TextSplitter:
-    """A recursive splitter measuring chunks with the embedder's own tokenizer.
+    """A recursive splitter measuring chunks with the embedder's own tokenizer (in characters
+    for an API model).
 
-    Default size: :data:`DEFAULT_CHUNK_TOKENS` or the model's limit if lower; default overlap:
-    an eighth of the size. A size above the model's limit is refused: the tail of such chunks
-    would be truncated away and never found.
+    Default size: :data:`DEFAULT_CHUNK_TOKENS` (:data:`DEFAULT_CHUNK_CHARACTERS`) or the
+    model's limit if lower; default overlap: an eighth of the size. A size above the model's
+    limit is refused: the tail of such chunks would be truncated away and never found.
     """
     limit = chunk_limit(embedder)
-    size = min(DEFAULT_CHUNK_TOKENS, limit) if chunk_size is None else chunk_size
+    local = isinstance(embedder, YoutuEmbedder)
+    default = DEFAULT_CHUNK_TOKENS if local else DEFAULT_CHUNK_CHARACTERS
+    size = min(default, limit) if chunk_size is None else chunk_size
     if not 1 <= size <= limit:
+        unit = "tokens" if local else "characters"
         raise ValueError(
-            f"chunk size must be between 1 and {limit} tokens for {embedder.model_name} "
+            f"chunk size must be between 1 and {limit} {unit} for {embedder.model_name} "
             f"(max length {embedder.max_length}), got {size}"
         )
     overlap = size // 8 if chunk_overlap is None else chunk_overlap
@@ -130,6 +142,10 @@ def make_splitter(
         if markdown
         else None
     )
+    if not isinstance(embedder, YoutuEmbedder):
+        return RecursiveCharacterTextSplitter(
+            chunk_size=size, chunk_overlap=overlap, separators=separators
+        )
     return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
         embedder.backbone.tokenizer,
         chunk_size=size,

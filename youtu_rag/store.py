@@ -23,7 +23,8 @@ from chromadb.api.types import Embeddable, EmbeddingFunction, Include
 from chromadb.errors import NotFoundError
 from chromadb.utils.batch_utils import create_batches
 
-from youtu_rag.embedder import YoutuEmbedder, validate_texts
+from youtu_rag.backends import Embedder
+from youtu_rag.embedder import validate_texts
 from youtu_rag.embedding_function import YoutuEmbeddingFunction
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ DEFAULT_COLLECTION = "youtu_rag"
 TOKEN_ENV = "YOUTU_RAG_CHROMA_TOKEN"
 
 # Collection metadata keys of the embedder fingerprint.
+BACKEND_KEY = "youtu_rag:backend"  # absent from collections made before it: "local"
 MODEL_KEY = "youtu_rag:model"
 DIMENSION_KEY = "youtu_rag:dimension"
 QUERY_PREFIX_KEY = "youtu_rag:query_prefix"
@@ -96,6 +98,7 @@ class CollectionInfo:
     query_prefix: str | None
     document_prefix: str | None
     pooling: str | None
+    backend: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``youtu-rag info --json``."""
@@ -107,12 +110,14 @@ class CollectionInfo:
             "query_prefix": self.query_prefix,
             "document_prefix": self.document_prefix,
             "pooling": self.pooling,
+            "backend": self.backend,
         }
 
 
-def fingerprint(embedder: YoutuEmbedder) -> dict[str, str | int]:
+def fingerprint(embedder: Embedder) -> dict[str, str | int]:
     """Everything about an embedder that decides whether two vectors are comparable."""
     return {
+        BACKEND_KEY: embedder.backend,
         MODEL_KEY: embedder.model_name,
         DIMENSION_KEY: embedder.dimension,
         QUERY_PREFIX_KEY: embedder.query_prefix,
@@ -177,6 +182,7 @@ def describe(client: ClientAPI, name: str = DEFAULT_COLLECTION) -> CollectionInf
         query_prefix=_str_or_none(metadata.get(QUERY_PREFIX_KEY)),
         document_prefix=_str_or_none(metadata.get(DOCUMENT_PREFIX_KEY)),
         pooling=_str_or_none(metadata.get(POOLING_KEY)),
+        backend=_recorded_backend(metadata),
     )
 
 
@@ -194,6 +200,13 @@ def check_model(info: CollectionInfo, model_name: str) -> None:
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _recorded_backend(metadata: Mapping[str, Any]) -> str | None:
+    """The backend a collection records; one made before backends were recorded is local."""
+    if BACKEND_KEY in metadata or MODEL_KEY not in metadata:
+        return _str_or_none(metadata.get(BACKEND_KEY))
+    return "local"
 
 
 def _as_chroma(function: YoutuEmbeddingFunction) -> EmbeddingFunction[Embeddable]:
@@ -225,7 +238,7 @@ class ChromaStore:
 
     def __init__(
         self,
-        embedder: YoutuEmbedder,
+        embedder: Embedder,
         client: ClientAPI,
         name: str = DEFAULT_COLLECTION,
         *,
@@ -250,7 +263,7 @@ class ChromaStore:
     @classmethod
     def open(
         cls,
-        embedder: YoutuEmbedder,
+        embedder: Embedder,
         *,
         persist_dir: str | os.PathLike[str] | None = None,
         url: str | None = None,
@@ -274,6 +287,7 @@ class ChromaStore:
                 "index into another --collection"
             )
         recorded = dict(self.collection.metadata or {})
+        recorded[BACKEND_KEY] = _recorded_backend(recorded)
         if not any(key in recorded for key in FINGERPRINT_KEYS):
             raise ModelMismatchError(
                 f"collection {self.name!r} was not made by youtu-rag (it records no embedding "

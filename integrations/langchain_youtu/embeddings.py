@@ -13,7 +13,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from youtu_rag import YOUTU_EMBEDDING, YoutuEmbedder
+from youtu_rag import YOUTU_EMBEDDING
+from youtu_rag.backends import Embedder, create_embedder
 
 
 class YoutuEmbeddings(BaseModel, Embeddings):
@@ -36,7 +37,8 @@ class YoutuEmbeddings(BaseModel, Embeddings):
     )
 
     model_name: str = Field(default=YOUTU_EMBEDDING, alias="model")
-    """Hub id or local directory of the model."""
+    """Hub id or local directory of the model, or ``tencent-cloud:MODEL`` for the Tencent Cloud
+    API (credentials from ``TENCENTCLOUD_SECRET_ID`` / ``TENCENTCLOUD_SECRET_KEY``)."""
     device: str | None = None
     """``cuda``, ``mps`` or ``cpu``; ``None`` picks the best available."""
     dtype: str | None = None
@@ -54,10 +56,10 @@ class YoutuEmbeddings(BaseModel, Embeddings):
     show_progress: bool = False
     """Show a progress bar while embedding."""
 
-    _embedder: YoutuEmbedder = PrivateAttr()
+    _embedder: Embedder = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
-        self._embedder = YoutuEmbedder(
+        self._embedder = create_embedder(
             self.model_name,
             device=self.device,
             dtype=self.dtype,
@@ -70,7 +72,7 @@ class YoutuEmbeddings(BaseModel, Embeddings):
         )
 
     @property
-    def embedder(self) -> YoutuEmbedder:
+    def embedder(self) -> Embedder:
         """The core embedder doing the work."""
         return self._embedder
 

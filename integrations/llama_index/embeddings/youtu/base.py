@@ -13,7 +13,8 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from youtu_rag import YOUTU_EMBEDDING, YoutuEmbedder
+from youtu_rag import YOUTU_EMBEDDING
+from youtu_rag.backends import Embedder, create_embedder
 
 
 class YoutuEmbedding(BaseEmbedding):
@@ -35,7 +36,9 @@ class YoutuEmbedding(BaseEmbedding):
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     model_name: str = Field(
-        default=YOUTU_EMBEDDING, alias="model", description="Hub id or local directory."
+        default=YOUTU_EMBEDDING,
+        alias="model",
+        description="Hub id, local directory, or tencent-cloud:MODEL for the Tencent Cloud API.",
     )
     device: str | None = Field(
         default=None, description="cuda, mps or cpu; None picks the best available."
@@ -58,13 +61,13 @@ class YoutuEmbedding(BaseEmbedding):
     )
     show_progress: bool = Field(default=False, description="Progress bar inside each core call.")
 
-    _embedder: YoutuEmbedder = PrivateAttr()
+    _embedder: Embedder = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         if "embed_batch_size" not in data:
             data["embed_batch_size"] = data.get("batch_size", 32)
         super().__init__(**data)
-        self._embedder = YoutuEmbedder(
+        self._embedder = create_embedder(
             self.model_name,
             device=self.device,
             dtype=self.dtype,
@@ -81,7 +84,7 @@ class YoutuEmbedding(BaseEmbedding):
         return "YoutuEmbedding"
 
     @property
-    def embedder(self) -> YoutuEmbedder:
+    def embedder(self) -> Embedder:
         """The core embedder doing the work."""
         return self._embedder
 

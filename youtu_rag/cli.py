@@ -355,9 +355,12 @@ def verify(
 
     Exit 0 on PASS (every score within 2e-3), 1 otherwise. Run it first after downloading a model.
     """
+    from youtu_rag.backends import is_remote
     from youtu_rag.verify import TOLERANCE, WEATHER_DOCUMENTS, WEATHER_QUERY
     from youtu_rag.verify import verify as run_verify
 
+    if is_remote(model):
+        raise ValueError(f"verify checks a model loaded here, not an API: {model}")
     try:
         result = run_verify(model, device=device, dtype=dtype)
     except OSError as error:

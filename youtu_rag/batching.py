@@ -185,6 +185,7 @@ class Batcher:
         if self.max_requests_per_batch is not None:
             jobs = jobs[: self.max_requests_per_batch]
         cursors = [job.scheduled for job in jobs]
+        oldest = min(job.arrived for job in jobs)
         rows: list[tuple[Job, int]] = []
         width = 0
         while True:
@@ -195,13 +196,16 @@ class Batcher:
                     continue
                 grown = max(width, job.lengths[index])
                 if len(rows) + 1 > self.embedder.rows_per_batch(grown):
-                    return _Batch(rows, True, min(job.arrived for job in jobs))
+                    return _Batch(rows, True, oldest)
                 rows.append((job, index))
                 cursors[slot] = index + 1
                 width = grown
                 added = True
+                # Fewer rows fit as the width grows, so at the cap nothing more can join.
+                if len(rows) == self.embedder.rows_per_batch(width):
+                    return _Batch(rows, True, oldest)
             if not added:
-                return _Batch(rows, False, min(job.arrived for job in jobs))
+                return _Batch(rows, False, oldest)
 
     async def _run_batch(self, rows: list[tuple[Job, int]]) -> None:
         started = self.clock()

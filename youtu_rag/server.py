@@ -469,7 +469,8 @@ async def _api_error(request: Request, error: Exception) -> Response:
 async def _http_error(request: Request, error: Exception) -> Response:
     """Starlette's own 404 and 405, in the same shape as every other error."""
     assert isinstance(error, HTTPException)
-    return ApiError(error.status_code, str(error.detail), "not_found").response()
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    return ApiError(error.status_code, str(error.detail), code).response()
 
 
 def create_app(service: EmbeddingService) -> Starlette:

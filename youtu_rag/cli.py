@@ -623,6 +623,99 @@ def bench_encode_command(
     )
 
 
+@bench_app.command("serve")
+@handle_errors
+def bench_serve_command(
+    beir: BeirOption,
+    model: ModelOption = DEFAULT_MODEL,
+    requests: Annotated[
+        int, typer.Option("--requests", min=1, help="Requests per run (each client count).")
+    ] = 256,
+    texts_per_request: Annotated[
+        int, typer.Option("--texts-per-request", min=1, help="Texts in each request.")
+    ] = 1,
+    input_type: Annotated[
+        str,
+        typer.Option("--input-type", help="query (the BEIR queries) or document (the corpus)."),
+    ] = "query",
+    clients: Annotated[
+        list[int] | None,
+        typer.Option("--clients", min=1, help="Concurrent clients; repeat (default: 1, 8, 32)."),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Rounds; each run keeps its fastest.")
+    ] = 2,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="torch threads, here and in servers.")
+    ] = None,
+    batch_size: BatchSizeOption = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", min=0, help="The batching server's wait.")
+    ] = 2.0,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """texts/s, tokens/s and p50/p99 latency of a youtu-rag server (with and without dynamic
+    batching) against the same model in process, with 1, 8 and 32 concurrent clients."""
+    from youtu_rag.bench_serve import bench_serve, load_requests
+
+    if input_type not in ("query", "document"):
+        raise ValueError(f"--input-type must be query or document, got {input_type!r}")
+    result = bench_serve(
+        model,
+        load_requests(beir, input_type, requests, texts_per_request),
+        input_type=input_type,
+        clients=tuple(clients or (1, 8, 32)),
+        repeats=repeats,
+        threads=threads,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        max_wait_ms=max_wait_ms,
+        progress=None if as_json else err_console.print,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    labels = {
+        "one_request_at_a_time": "in process, sequential",
+        "all_texts_in_one_call": "in process, one call",
+        "dynamic_batching": "serve, batching",
+        "one_request_per_forward": "serve, 1 request/forward",
+    }
+    rows: list[dict[str, Any]] = []
+    for name, row in result["in_process"].items():
+        rows.append({"method": labels[name], "clients": 1, **row})
+    for mode, by_clients in result["server"].items():
+        for count, row in by_clients.items():
+            rows.append({"method": labels[mode], "clients": count, **row})
+    cpu = result["machine"]
+    _print_rows(
+        f"{result['model']} on {result['device']} ({cpu['cpu']}, {cpu['logical_cpus']} logical "
+        f"CPUs, {result['threads']} torch threads): {result['requests']} requests of "
+        f"{result['texts_per_request']} {result['input_type']} text(s); batching gain "
+        + ", ".join(
+            f"{gain:.2f}x at {count} clients" for count, gain in result["batching_gain"].items()
+        ),
+        [
+            {
+                "method": row["method"],
+                "clients": row["clients"],
+                "texts/s": row["texts_per_s"],
+                "tokens/s": row["tokens_per_s"],
+                "p50 ms": row["p50_ms"],
+                "p99 ms": row["p99_ms"],
+                "texts/forward": ""
+                if row["texts_per_forward"] is None
+                else row["texts_per_forward"],
+                "vs in process": f"{row['vs_in_process']:.2f}x",
+            }
+            for row in rows
+        ],
+    )
+
+
 @bench_app.command("retrieval")
 @handle_errors
 def bench_retrieval_command(

@@ -16,18 +16,28 @@ from youtu_rag.tencent_cloud import BACKEND as TENCENT_CLOUD
 from youtu_rag.tencent_cloud import TencentCloudEmbedder
 
 
-class Embedder(Protocol):
-    """What the store, ingestion and evaluation need from an embedder, local or remote."""
-
-    @property
-    def backend(self) -> str:
-        """``local`` or ``tencent-cloud``: recorded by the store next to the model."""
+class TextEmbedder(Protocol):
+    """What the adapters need: texts in, unit float32 rows out. :class:`YoutuEmbedder`, the
+    Tencent Cloud API, or :class:`~youtu_rag.http_embedder.HttpEmbedder` in front of a
+    ``youtu-rag serve`` server."""
 
     @property
     def model_name(self) -> str: ...
 
     @property
     def dimension(self) -> int: ...
+
+    def encode_queries(self, texts: str | Sequence[str]) -> np.ndarray: ...
+
+    def encode_documents(self, texts: str | Sequence[str]) -> np.ndarray: ...
+
+
+class Embedder(TextEmbedder, Protocol):
+    """What the store, ingestion and evaluation need from an embedder, local or remote."""
+
+    @property
+    def backend(self) -> str:
+        """``local`` or ``tencent-cloud``: recorded by the store next to the model."""
 
     @property
     def max_length(self) -> int:
@@ -41,10 +51,6 @@ class Embedder(Protocol):
 
     @property
     def pooling(self) -> str: ...
-
-    def encode_queries(self, texts: str | Sequence[str]) -> np.ndarray: ...
-
-    def encode_documents(self, texts: str | Sequence[str]) -> np.ndarray: ...
 
 
 def is_remote(model: str) -> bool:

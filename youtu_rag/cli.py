@@ -390,6 +390,148 @@ def verify(
     raise typer.Exit(0 if result.passed else 1)
 
 
+# --- serve -------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def serve(
+    model: ModelOption = DEFAULT_MODEL,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8080,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Texts per forward pass, at most.")
+    ] = 32,
+    max_batch_tokens: Annotated[
+        int,
+        typer.Option("--max-batch-tokens", min=1, help="Padded tokens per forward pass, at most."),
+    ] = 16384,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            "--max-wait-ms", min=0, help="How long a batch that is not full waits for more texts."
+        ),
+    ] = 2.0,
+    max_requests_per_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--max-requests-per-batch",
+            min=1,
+            help="Requests sharing one forward pass (default: as many as fit; 1: none shared).",
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option("--max-length", min=1, help="Tokens per text (default: the model's)."),
+    ] = None,
+    query_instruction: Annotated[
+        str | None,
+        typer.Option(
+            "--query-instruction",
+            help="Query task text or a C-MTEB preset name (default: the model's).",
+        ),
+    ] = None,
+    document_instruction: Annotated[
+        str | None,
+        typer.Option("--document-instruction", help="Document task text (default: none)."),
+    ] = None,
+    max_texts_per_request: Annotated[
+        int, typer.Option("--max-texts-per-request", min=1, help="Texts in one request, at most.")
+    ] = 2048,
+    max_text_chars: Annotated[
+        int, typer.Option("--max-text-chars", min=1, help="Characters in one text, at most.")
+    ] = 100_000,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, help="Request body size, at most.")
+    ] = 16 * 1024 * 1024,
+    max_queued_texts: Annotated[
+        int,
+        typer.Option("--max-queued-texts", min=1, help="Texts waiting before requests get 429."),
+    ] = 65_536,
+    request_timeout: Annotated[
+        float,
+        typer.Option("--request-timeout", min=0.001, help="Seconds before a request gets 503."),
+    ] = 60.0,
+    auto_truncate: Annotated[
+        bool,
+        typer.Option(
+            "--auto-truncate", help="Cut texts longer than the model's limit instead of a 400."
+        ),
+    ] = False,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="Environment variable holding the API key clients must send as a bearer token.",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="torch CPU threads (default: torch's). 1 is faster on a busy, shared CPU.",
+        ),
+    ] = None,
+) -> None:
+    """An OpenAI-compatible /v1/embeddings server: one loaded model shared by every client."""
+    import os
+
+    import torch
+
+    from youtu_rag.embedder import YoutuEmbedder
+    from youtu_rag.server import BatchingOptions, EmbeddingService, ServerLimits
+    from youtu_rag.server import serve as run_server
+
+    api_key = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env, "")
+        if not api_key.strip():
+            raise ValueError(f"--api-key-env {api_key_env}: that environment variable is empty")
+    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        raise FileNotFoundError(f"--model {model}: no such directory")
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    def load() -> YoutuEmbedder:
+        return YoutuEmbedder(
+            model,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            max_length=max_length,
+            query_instruction=query_instruction,
+            document_instruction=document_instruction,
+        )
+
+    service = EmbeddingService(
+        load,
+        limits=ServerLimits(
+            max_texts_per_request=max_texts_per_request,
+            max_text_chars=max_text_chars,
+            max_body_bytes=max_body_bytes,
+            request_timeout_s=request_timeout,
+            max_queued_texts=max_queued_texts,
+            auto_truncate=auto_truncate,
+        ),
+        batching=BatchingOptions(
+            max_wait_ms=max_wait_ms, max_requests_per_batch=max_requests_per_batch
+        ),
+        api_key=api_key,
+    )
+    logging.getLogger("youtu_rag").setLevel(logging.INFO)
+    err_console.print(
+        f"Serving {model} on http://{host}:{port}/v1 (loading; GET /health says when ready)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    run_server(service, host=host, port=port)
+
+
 # --- eval, bench -------------------------------------------------------------------------------
 
 BeirOption = Annotated[
@@ -568,6 +710,99 @@ def bench_encode_command(
                 f"vs {baseline}": f"{row['docs_per_s'] / base:.2f}x",
             }
             for name, row in result["methods"].items()
+        ],
+    )
+
+
+@bench_app.command("serve")
+@handle_errors
+def bench_serve_command(
+    beir: BeirOption,
+    model: ModelOption = DEFAULT_MODEL,
+    requests: Annotated[
+        int, typer.Option("--requests", min=1, help="Requests per run (each client count).")
+    ] = 256,
+    texts_per_request: Annotated[
+        int, typer.Option("--texts-per-request", min=1, help="Texts in each request.")
+    ] = 1,
+    input_type: Annotated[
+        str,
+        typer.Option("--input-type", help="query (the BEIR queries) or document (the corpus)."),
+    ] = "query",
+    clients: Annotated[
+        list[int] | None,
+        typer.Option("--clients", min=1, help="Concurrent clients; repeat (default: 1, 8, 32)."),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Rounds; each run keeps its fastest.")
+    ] = 2,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="torch threads, here and in servers.")
+    ] = None,
+    batch_size: BatchSizeOption = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", min=0, help="The batching server's wait.")
+    ] = 2.0,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """texts/s, tokens/s and p50/p99 latency of a youtu-rag server (with and without dynamic
+    batching) against the same model in process, with 1, 8 and 32 concurrent clients."""
+    from youtu_rag.bench_serve import bench_serve, load_requests
+
+    if input_type not in ("query", "document"):
+        raise ValueError(f"--input-type must be query or document, got {input_type!r}")
+    result = bench_serve(
+        model,
+        load_requests(beir, input_type, requests, texts_per_request),
+        input_type=input_type,
+        clients=tuple(clients or (1, 8, 32)),
+        repeats=repeats,
+        threads=threads,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        max_wait_ms=max_wait_ms,
+        progress=None if as_json else err_console.print,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    labels = {
+        "one_request_at_a_time": "in process, sequential",
+        "all_texts_in_one_call": "in process, one call",
+        "dynamic_batching": "serve, batching",
+        "one_request_per_forward": "serve, 1 request/forward",
+    }
+    rows: list[dict[str, Any]] = []
+    for name, row in result["in_process"].items():
+        rows.append({"method": labels[name], "clients": 1, **row})
+    for mode, by_clients in result["server"].items():
+        for count, row in by_clients.items():
+            rows.append({"method": labels[mode], "clients": count, **row})
+    cpu = result["machine"]
+    _print_rows(
+        f"{result['model']} on {result['device']} ({cpu['cpu']}, {cpu['logical_cpus']} logical "
+        f"CPUs, {result['threads']} torch threads): {result['requests']} requests of "
+        f"{result['texts_per_request']} {result['input_type']} text(s); batching gain "
+        + ", ".join(
+            f"{gain:.2f}x at {count} clients" for count, gain in result["batching_gain"].items()
+        ),
+        [
+            {
+                "method": row["method"],
+                "clients": row["clients"],
+                "texts/s": row["texts_per_s"],
+                "tokens/s": row["tokens_per_s"],
+                "p50 ms": row["p50_ms"],
+                "p99 ms": row["p99_ms"],
+                "texts/forward": ""
+                if row["texts_per_forward"] is None
+                else row["texts_per_forward"],
+                "vs in process": f"{row['vs_in_process']:.2f}x",
+            }
+            for row in rows
         ],
     )
 

@@ -16,8 +16,9 @@ import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from youtu_rag.backends import Embedder, create_embedder
+from youtu_rag.backends import Embedder, TextEmbedder, create_embedder
 from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.http_embedder import HttpEmbedder
 from youtu_rag.loading import resolve_device
 from youtu_rag.profiles import YOUTU_EMBEDDING
 from youtu_rag.tencent_cloud import TencentCloudEmbedder
@@ -39,16 +40,28 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
     """Chroma embedding function over :class:`~youtu_rag.YoutuEmbedder`.
 
     Takes the embedder's arguments (``tencent-cloud:<model>`` for the API); use
-    :meth:`from_embedder` to wrap one already loaded.
+    :meth:`from_embedder` to wrap one already loaded. With ``base_url=`` it embeds through a
+    ``youtu-rag serve`` server instead of loading the model (``api_key=`` or
+    ``YOUTU_RAG_API_KEY`` for its key, which is never stored).
     """
 
-    embedder: Embedder
+    embedder: TextEmbedder
 
-    def __init__(self, model_name_or_path: str = YOUTU_EMBEDDING, **options: Any) -> None:
-        self.embedder = create_embedder(model_name_or_path, **options)
+    def __init__(
+        self,
+        model_name_or_path: str | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        **options: Any,
+    ) -> None:
+        if base_url is not None:
+            self.embedder = HttpEmbedder(base_url, model=model_name_or_path, api_key=api_key)
+        else:
+            self.embedder = create_embedder(model_name_or_path or YOUTU_EMBEDDING, **options)
 
     @classmethod
-    def from_embedder(cls, embedder: Embedder) -> YoutuEmbeddingFunction:
+    def from_embedder(cls, embedder: TextEmbedder | Embedder) -> YoutuEmbeddingFunction:
         """Wrap an existing embedder, sharing its loaded model and settings."""
         function = cls.__new__(cls)
         function.embedder = embedder
@@ -74,13 +87,16 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         """Everything that shapes the vectors, as JSON, to rebuild this embedder elsewhere.
 
         Progress display is left out: it belongs to the process, not to the collection; so are
-        API credentials, read from the environment wherever the function is rebuilt.
+        API credentials and a server's API key, read from the environment wherever the function
+        is rebuilt.
         """
         embedder = self.embedder
+        if isinstance(embedder, HttpEmbedder):
+            return {"base_url": embedder.base_url, "model_name_or_path": embedder.model_name}
         if isinstance(embedder, TencentCloudEmbedder):
             return {"model_name_or_path": embedder.model_name, **embedder.settings()}
         if not isinstance(embedder, YoutuEmbedder):
-            raise TypeError(f"{type(embedder).__name__} has no Chroma config")
+            raise TypeError(f"cannot describe {type(embedder).__name__} in a collection config")
         return {
             "model_name_or_path": embedder.model_name,
             "device": str(embedder.backbone.device),
@@ -92,6 +108,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             "document_instruction": embedder.document_task,
             "trust_remote_code": embedder.profile.trust_remote_code,
             "pooling": embedder.pooling,
+            "attention": embedder.profile.attention,
         }
 
     @staticmethod

@@ -11,10 +11,11 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from youtu_rag import YOUTU_EMBEDDING
-from youtu_rag.backends import Embedder, create_embedder
+from youtu_rag.backends import TextEmbedder, create_embedder
+from youtu_rag.http_embedder import HttpEmbedder
 
 
 class YoutuEmbeddings(BaseModel, Embeddings):
@@ -55,10 +56,22 @@ class YoutuEmbeddings(BaseModel, Embeddings):
     """Run the model repository's own code; ``None`` follows the profile."""
     show_progress: bool = False
     """Show a progress bar while embedding."""
+    base_url: str | None = None
+    """A ``youtu-rag serve`` server to embed with instead of loading the model here; the
+    server's model and instructions apply, and the loading options above are ignored."""
+    api_key: SecretStr | None = None
+    """The server's API key; ``None`` reads ``YOUTU_RAG_API_KEY`` if set."""
 
-    _embedder: Embedder = PrivateAttr()
+    _embedder: TextEmbedder = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
+        if self.base_url is not None:
+            self._embedder = HttpEmbedder(
+                self.base_url,
+                model=self.model_name if "model_name" in self.model_fields_set else None,
+                api_key=None if self.api_key is None else self.api_key.get_secret_value(),
+            )
+            return
         self._embedder = create_embedder(
             self.model_name,
             device=self.device,
@@ -72,8 +85,8 @@ class YoutuEmbeddings(BaseModel, Embeddings):
         )
 
     @property
-    def embedder(self) -> Embedder:
-        """The core embedder doing the work."""
+    def embedder(self) -> TextEmbedder:
+        """The core embedder doing the work (an :class:`HttpEmbedder` with ``base_url``)."""
         return self._embedder
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -11,10 +11,11 @@ import asyncio
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from youtu_rag import YOUTU_EMBEDDING
-from youtu_rag.backends import Embedder, create_embedder
+from youtu_rag.backends import TextEmbedder, create_embedder
+from youtu_rag.http_embedder import HttpEmbedder
 
 
 class YoutuEmbedding(BaseEmbedding):
@@ -60,13 +61,29 @@ class YoutuEmbedding(BaseEmbedding):
         default=None, description="Run the model repository's code; None follows the profile."
     )
     show_progress: bool = Field(default=False, description="Progress bar inside each core call.")
+    base_url: str | None = Field(
+        default=None,
+        description="A youtu-rag serve server to embed with instead of loading the model here.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="The server's API key; None reads YOUTU_RAG_API_KEY if set.",
+    )
 
-    _embedder: Embedder = PrivateAttr()
+    _embedder: TextEmbedder = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         if "embed_batch_size" not in data:
             data["embed_batch_size"] = data.get("batch_size", 32)
         super().__init__(**data)
+        if self.base_url is not None:
+            self._embedder = HttpEmbedder(
+                self.base_url,
+                model=self.model_name if "model_name" in self.model_fields_set else None,
+                api_key=None if self.api_key is None else self.api_key.get_secret_value(),
+            )
+            return
         self._embedder = create_embedder(
             self.model_name,
             device=self.device,
@@ -84,8 +101,8 @@ class YoutuEmbedding(BaseEmbedding):
         return "YoutuEmbedding"
 
     @property
-    def embedder(self) -> Embedder:
-        """The core embedder doing the work."""
+    def embedder(self) -> TextEmbedder:
+        """The core embedder doing the work (an :class:`HttpEmbedder` with ``base_url``)."""
         return self._embedder
 
     def _get_query_embedding(self, query: str) -> Embedding:

@@ -22,6 +22,7 @@ from youtu_rag.profiles import YOUTU_EMBEDDING
 
 if TYPE_CHECKING:
     from youtu_rag.embedder import YoutuEmbedder
+    from youtu_rag.ingest import IngestReport
     from youtu_rag.store import ChromaStore
 
 app = typer.Typer(
@@ -178,20 +179,55 @@ def index(
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove chunks of files under PATHS that are gone.")
     ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option("--ray", help="Chunk and embed on a Ray cluster, writing to --url's server."),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Cluster to join ('auto': the one on this machine; default: RAY_ADDRESS, "
+            "else a new local one). Implies --ray.",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int, typer.Option("--ray-workers", min=1, help="Model actors on Ray, one model each.")
+    ] = 1,
+    ray_gpus_per_worker: Annotated[
+        float,
+        typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per actor (0: share the CPUs)."),
+    ] = 0,
 ) -> None:
     """Chunk, embed and store files; re-runs write only what changed."""
     from youtu_rag.ingest import find_files, ingest
 
-    find_files(paths)  # a mistyped path fails before the model loads
-    store = _open_store(model, persist_dir, url, collection, device, dtype, create=True)
-    report = ingest(
-        store,
-        paths,
-        chunk_size=chunk_size,
-        chunk_overlap=chunk_overlap,
-        prune=prune,
-        show_progress=True,
-    )
+    if ray or ray_address is not None:
+        report = _index_on_ray(
+            paths,
+            ray_address,
+            url=url,
+            collection=collection,
+            model=model,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            prune=prune,
+            concurrency=ray_workers,
+            num_gpus=ray_gpus_per_worker,
+            device=device,
+            dtype=dtype,
+        )
+    else:
+        find_files(paths)  # a mistyped path fails before the model loads
+        store = _open_store(model, persist_dir, url, collection, device, dtype, create=True)
+        report = ingest(
+            store,
+            paths,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            prune=prune,
+            show_progress=True,
+        )
     pruned = f", {report.pruned_files} deleted files pruned" if prune else ""
     console.print(
         f"Indexed {report.files} files into {collection!r}: {report.changed} new or changed, "
@@ -202,6 +238,23 @@ def index(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _index_on_ray(
+    paths: list[Path], address: str | None, *, url: str | None, **options: Any
+) -> IngestReport:
+    """``index`` on a Ray cluster (extra ``ray``); Ray's own logs stay quiet without -v."""
+    if url is None:
+        raise ValueError("--ray writes through a Chroma server: pass --url http://HOST:PORT")
+    try:
+        from youtu_rag.distributed import index_with_ray, ray_cluster
+    except ImportError as error:
+        raise RuntimeError(f"--ray needs Ray ({error}): pip install 'youtu-rag[ray]'") from error
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("ray").setLevel(logging.WARNING)
+    with ray_cluster(address):
+        return index_with_ray(paths, url=url, show_progress=True, **options)
 
 
 @app.command()

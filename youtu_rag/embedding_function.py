@@ -39,17 +39,30 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
     Takes the embedder's arguments; use :meth:`from_embedder` to wrap one already loaded.
     """
 
-    embedder: YoutuEmbedder
+    _embedder: YoutuEmbedder | None
+    _config: dict[str, Any]
 
     def __init__(self, model_name_or_path: str = YOUTU_EMBEDDING, **options: Any) -> None:
-        self.embedder = YoutuEmbedder(model_name_or_path, **options)
+        self._embedder = YoutuEmbedder(model_name_or_path, **options)
 
     @classmethod
     def from_embedder(cls, embedder: YoutuEmbedder) -> YoutuEmbeddingFunction:
         """Wrap an existing embedder, sharing its loaded model and settings."""
         function = cls.__new__(cls)
-        function.embedder = embedder
+        function._embedder = embedder
         return function
+
+    @property
+    def embedder(self) -> YoutuEmbedder:
+        """The embedder; one rebuilt from a stored config loads on first use.
+
+        Chroma (1.5) rebuilds a collection's function from its config on every write and schema
+        read, where nothing is embedded: a writer of ready-made vectors loads no model.
+        """
+        if self._embedder is None:
+            options = dict(self._config)
+            self._embedder = YoutuEmbedder(options.pop("model_name_or_path"), **options)
+        return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
         """Embed documents (stored texts) with the document instruction."""
@@ -72,7 +85,9 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
 
         Progress display is left out: it belongs to the process, not to the collection.
         """
-        embedder = self.embedder
+        if self._embedder is None:
+            return dict(self._config)
+        embedder = self._embedder
         return {
             "model_name_or_path": embedder.model_name,
             "device": str(embedder.backbone.device),
@@ -88,7 +103,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> YoutuEmbeddingFunction:
-        """Rebuild from :meth:`get_config`; the shared model cache makes repeat builds cheap.
+        """Rebuild from :meth:`get_config`; the model loads on first use, from the shared cache.
 
         Chroma rebuilds the function on every add or query of a reopened collection. A collection
         made on a GPU machine stays usable on one without: an unavailable device falls back to
@@ -101,4 +116,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             logger.warning("device %s is not available here; using %s", device, fallback)
             options["device"] = fallback
             options["dtype"] = None
-        return YoutuEmbeddingFunction(**options)
+        function = YoutuEmbeddingFunction.__new__(YoutuEmbeddingFunction)
+        function._embedder = None
+        function._config = options
+        return function

@@ -27,7 +27,7 @@ from youtu_rag import MINILM, YoutuEmbedder, loading
 from youtu_rag.cli import app
 from youtu_rag.distributed import embed_dataset, index_with_ray
 from youtu_rag.ingest import find_files, make_splitters, plan_file
-from youtu_rag.store import open_records
+from youtu_rag.store import connect, open_records
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DOCS = REPO / "examples" / "sample_docs"
@@ -229,6 +229,42 @@ def test_cli_ray_errors_are_one_line(ray_address: str, chroma_server: str, tmp_p
     assert "no such file or folder" in missing.stderr
 
 
+def test_bench_index_reports_every_run(ray_address: str, chroma_server: str) -> None:
+    result = run(
+        "bench",
+        "index",
+        "--beir",
+        REPO / "examples" / "beir_sample",
+        "--limit",
+        "4",
+        "--small",
+        "1",
+        "--ray-workers",
+        "1",
+        "--url",
+        chroma_server,
+        "--model",
+        MINILM,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    methods = [row["method"] for row in report["runs"]]
+    assert methods == [
+        "local ingest",
+        "Ray, 1 worker",
+        "local ingest, 1 files",
+        "Ray, 1 worker, 1 files",
+    ]
+    assert [row["chunks"] for row in report["runs"][:2]] == [report["runs"][0]["chunks"]] * 2
+    assert all(row["docs_per_s"] > 0 for row in report["runs"])
+    assert report["runs"][0]["vs_local"] == 1.0
+    assert "logical CPUs" in report["machine"]
+    # Every run wrote into a collection of its own and removed it.
+    names = [collection.name for collection in connect(url=chroma_server).list_collections()]
+    assert not [name for name in names if name.startswith("bench-index-")]
+
+
 # --- faults ----------------------------------------------------------------------------------
 
 
@@ -344,4 +380,4 @@ def test_the_core_works_without_ray() -> None:
     ], result.stderr
     assert result.returncode == 1
     error = result.stderr.splitlines()[-1]  # after transformers' weight-loading bar
-    assert error.startswith("error: --ray needs Ray") and "pip install 'youtu-rag[ray]'" in error
+    assert error.startswith("error: this needs Ray") and "pip install 'youtu-rag[ray]'" in error

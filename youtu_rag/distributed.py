@@ -186,19 +186,25 @@ def embed_dataset(
 
 
 @contextmanager
-def ray_cluster(address: str | None = None) -> Iterator[None]:
+def ray_cluster(address: str | None = None, *, logging_level: int = logging.INFO) -> Iterator[None]:
     """Join the Ray cluster at ``address``, or start a local one; shut down only what we started.
 
     ``address`` is what ``ray.init`` takes: ``"auto"`` joins the cluster running on this machine,
     ``"HOST:PORT"`` or ``"ray://HOST:10001"`` a remote one; ``None`` joins ``RAY_ADDRESS`` when
     set, else starts a local cluster on this machine's CPUs and GPUs. Inside a process already
-    connected to Ray, the connection is used as it is.
+    connected to Ray, the connection is used as it is. ``logging_level`` is that of Ray's logs
+    in this process.
     """
     if ray.is_initialized():
         yield
         return
     # Workers' logs stay in Ray's log files: their errors come back as exceptions.
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging_level,
+    )
     try:
         yield
     finally:
@@ -364,11 +370,13 @@ def index_with_ray(
         )
         records = open_records(url=url, collection=collection)
         if new:
-            # One block per batch: the actors share the work and a retry redoes one batch.
-            # Stored before embedding, so no task upstream of the actors waits for their CPUs.
+            # One block per batch (and one per actor at least): the actors share the work and a
+            # retry redoes one batch. Stored before embedding, so no task upstream of the
+            # actors waits for the CPUs they hold.
+            blocks = min(new, max(concurrency, -(-new // batch_size)))
             chunks = (
                 plans.map_batches(_new_chunk_rows, batch_format="pyarrow")
-                .repartition(-(-new // batch_size))
+                .repartition(blocks)
                 .materialize()
             )
             del plans
@@ -376,7 +384,7 @@ def index_with_ray(
                 chunks,
                 model=model,
                 batch_size=batch_size,
-                concurrency=concurrency,
+                concurrency=min(concurrency, blocks),
                 num_gpus=num_gpus,
                 num_cpus=cpus,
                 **embedder_options,

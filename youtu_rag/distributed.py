@@ -89,6 +89,35 @@ _PLAN_SCHEMA = pa.schema(
 )
 
 
+# --- the cluster -----------------------------------------------------------------------------
+
+
+@contextmanager
+def ray_cluster(address: str | None = None, *, logging_level: int = logging.INFO) -> Iterator[None]:
+    """Join the Ray cluster at ``address``, or start a local one; shut down only what we started.
+
+    ``address`` is what ``ray.init`` takes: ``"auto"`` joins the cluster running on this machine,
+    ``"HOST:PORT"`` or ``"ray://HOST:10001"`` a remote one; ``None`` joins ``RAY_ADDRESS`` when
+    set, else starts a local cluster on this machine's CPUs and GPUs. Inside a process already
+    connected to Ray, the connection is used as it is. ``logging_level`` is that of Ray's logs
+    in this process.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    # Workers' logs stay in Ray's log files: their errors come back as exceptions.
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging_level,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 # --- embedding a dataset --------------------------------------------------------------------
 
 
@@ -160,8 +189,8 @@ def embed_dataset(
     if num_gpus < 0:
         raise ValueError(f"num_gpus must not be negative, got {num_gpus}")
     on_gpu = num_gpus > 0
-    if not on_gpu:
-        embedder_options.setdefault("device", "cpu")
+    if not on_gpu and embedder_options.get("device") is None:
+        embedder_options["device"] = "cpu"
     if num_cpus is None:
         num_cpus = 1 if on_gpu else cpus_per_actor(concurrency, spare=1)
     return ds.map_batches(
@@ -183,32 +212,6 @@ def embed_dataset(
 
 
 # --- indexing files -------------------------------------------------------------------------
-
-
-@contextmanager
-def ray_cluster(address: str | None = None, *, logging_level: int = logging.INFO) -> Iterator[None]:
-    """Join the Ray cluster at ``address``, or start a local one; shut down only what we started.
-
-    ``address`` is what ``ray.init`` takes: ``"auto"`` joins the cluster running on this machine,
-    ``"HOST:PORT"`` or ``"ray://HOST:10001"`` a remote one; ``None`` joins ``RAY_ADDRESS`` when
-    set, else starts a local cluster on this machine's CPUs and GPUs. Inside a process already
-    connected to Ray, the connection is used as it is. ``logging_level`` is that of Ray's logs
-    in this process.
-    """
-    if ray.is_initialized():
-        yield
-        return
-    # Workers' logs stay in Ray's log files: their errors come back as exceptions.
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging_level,
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @contextmanager
@@ -322,8 +325,8 @@ def index_with_ray(
     # A wrong server or another model's collection fails before anything loads a model.
     with suppress(CollectionNotFoundError):
         check_model(describe(connect(url=url), collection), get_profile(model).name)
-    if num_gpus == 0:
-        embedder_options.setdefault("device", "cpu")
+    if num_gpus == 0 and embedder_options.get("device") is None:
+        embedder_options["device"] = "cpu"
     cpus = 1 if num_gpus > 0 else cpus_per_actor(concurrency)
 
     with _original_errors():

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -22,6 +23,7 @@ from youtu_rag.profiles import YOUTU_EMBEDDING
 
 if TYPE_CHECKING:
     from youtu_rag.backends import Embedder
+    from youtu_rag.ingest import IngestReport
     from youtu_rag.store import ChromaStore
 
 app = typer.Typer(
@@ -188,20 +190,59 @@ def index(
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove chunks of files under PATHS that are gone.")
     ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option("--ray", help="Chunk and embed on a Ray cluster, writing to --url's server."),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Cluster to join ('auto': the one on this machine; default: RAY_ADDRESS, "
+            "else a new local one). Implies --ray.",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int, typer.Option("--ray-workers", min=1, help="Model actors on Ray, one model each.")
+    ] = 1,
+    ray_gpus_per_worker: Annotated[
+        float,
+        typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per actor (0: share the CPUs)."),
+    ] = 0,
 ) -> None:
     """Chunk, embed and store files; re-runs write only what changed."""
     from youtu_rag.ingest import find_files, ingest
 
-    find_files(paths)  # a mistyped path fails before the model loads
-    store = _open_store(model, persist_dir, url, collection, device, dtype, create=True)
-    report = ingest(
-        store,
-        paths,
-        chunk_size=chunk_size,
-        chunk_overlap=chunk_overlap,
-        prune=prune,
-        show_progress=True,
-    )
+    if ray or ray_address is not None:
+        from youtu_rag.backends import is_remote
+
+        if is_remote(model):
+            raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")
+        report = _index_on_ray(
+            paths,
+            ray_address,
+            url=url,
+            collection=collection,
+            model=model,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            prune=prune,
+            concurrency=ray_workers,
+            num_gpus=ray_gpus_per_worker,
+            device=device,
+            dtype=dtype,
+        )
+    else:
+        find_files(paths)  # a mistyped path fails before the model loads
+        store = _open_store(model, persist_dir, url, collection, device, dtype, create=True)
+        report = ingest(
+            store,
+            paths,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            prune=prune,
+            show_progress=True,
+        )
     pruned = f", {report.pruned_files} deleted files pruned" if prune else ""
     console.print(
         f"Indexed {report.files} files into {collection!r}: {report.changed} new or changed, "
@@ -212,6 +253,32 @@ def index(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _ray_cluster(address: str | None) -> AbstractContextManager[None]:
+    """Join or start a Ray cluster (extra ``ray``); Ray's own logs stay quiet without -v.
+
+    Its errors still arrive: as exceptions, and a run that cannot go on fails.
+    """
+    try:
+        from youtu_rag.distributed import ray_cluster
+    except ImportError as error:
+        raise RuntimeError(f"this needs Ray ({error}): pip install 'youtu-rag[ray]'") from error
+
+    level = logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.ERROR
+    logging.getLogger("ray.data").setLevel(level)  # Ray Data sets its own level
+    return ray_cluster(address, logging_level=level)
+
+
+def _index_on_ray(
+    paths: list[Path], address: str | None, *, url: str | None, **options: Any
+) -> IngestReport:
+    if url is None:
+        raise ValueError("--ray writes through a Chroma server: pass --url http://HOST:PORT")
+    with _ray_cluster(address):
+        from youtu_rag.distributed import index_with_ray
+
+        return index_with_ray(paths, url=url, show_progress=True, **options)
 
 
 @app.command()
@@ -852,4 +919,73 @@ def bench_retrieval_command(
         f"queries, top {k}, "
         f"ef_search {result['ef_search']}",
         result["results"],
+    )
+
+
+@bench_app.command("index")
+@handle_errors
+def bench_index_command(
+    beir: BeirOption,
+    url: Annotated[
+        str, typer.Option("--url", help="Chroma server every run writes to (fresh collections).")
+    ],
+    model: ModelOption = DEFAULT_MODEL,
+    limit: Annotated[
+        int, typer.Option("--limit", min=2, help="Documents, one file each (the first N).")
+    ] = 600,
+    workers: Annotated[
+        list[int] | None,
+        typer.Option("--ray-workers", min=1, help="Ray worker counts to time (default: 1, 2)."),
+    ] = None,
+    small: Annotated[
+        int, typer.Option("--small", min=1, help="Files of the small corpus (Ray's fixed cost).")
+    ] = 5,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Cluster to join (default: a local one).")
+    ] = None,
+    gpus: Annotated[
+        float, typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per Ray worker.")
+    ] = 0,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
+    ] = 1,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """docs/s indexing files locally and on Ray with 1, 2, ... workers, and Ray's fixed cost."""
+    import time
+
+    from youtu_rag.bench import bench_index, load_bench_texts
+
+    texts = load_bench_texts(beir, limit)
+    start = time.perf_counter()
+    with _ray_cluster(ray_address):
+        ray_start = time.perf_counter() - start
+        result = bench_index(
+            model,
+            texts,
+            url=url,
+            workers=workers or [1, 2],
+            small=small,
+            num_gpus=gpus,
+            repeats=repeats,
+        )
+    result["ray_start_s"] = ray_start
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_rows(
+        f"{result['model']}: indexing {result['documents']} files into a Chroma server on "
+        f"{result['machine']}; Ray start {ray_start:.1f}s, Ray's fixed cost per run "
+        f"{result['ray_fixed_cost_s']:.1f}s",
+        [
+            {
+                "method": row["method"],
+                "files": row["files"],
+                "chunks": row["chunks"],
+                "seconds": row["seconds"],
+                "docs/s": row["docs_per_s"],
+                "vs local": f"{row['vs_local']:.2f}x",
+            }
+            for row in result["runs"]
+        ],
     )

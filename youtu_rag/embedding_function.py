@@ -45,7 +45,8 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
     ``YOUTU_RAG_API_KEY`` for its key, which is never stored).
     """
 
-    embedder: TextEmbedder
+    _embedder: TextEmbedder | None
+    _config: dict[str, Any]
 
     def __init__(
         self,
@@ -55,17 +56,27 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         api_key: str | None = None,
         **options: Any,
     ) -> None:
-        if base_url is not None:
-            self.embedder = HttpEmbedder(base_url, model=model_name_or_path, api_key=api_key)
-        else:
-            self.embedder = create_embedder(model_name_or_path or YOUTU_EMBEDDING, **options)
+        self._embedder = _build(model_name_or_path, base_url, api_key, options)
 
     @classmethod
     def from_embedder(cls, embedder: TextEmbedder | Embedder) -> YoutuEmbeddingFunction:
         """Wrap an existing embedder, sharing its loaded model and settings."""
         function = cls.__new__(cls)
-        function.embedder = embedder
+        function._embedder = embedder
         return function
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        """The embedder; one rebuilt from a stored config loads on first use.
+
+        Chroma (1.5) rebuilds a collection's function from its config on every write and schema
+        read, where nothing is embedded: a writer of ready-made vectors loads no model.
+        """
+        if self._embedder is None:
+            options = dict(self._config)
+            model = options.pop("model_name_or_path", None)
+            self._embedder = _build(model, options.pop("base_url", None), None, options)
+        return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
         """Embed documents (stored texts) with the document instruction."""
@@ -90,7 +101,9 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         API credentials and a server's API key, read from the environment wherever the function
         is rebuilt.
         """
-        embedder = self.embedder
+        if self._embedder is None:
+            return dict(self._config)
+        embedder = self._embedder
         if isinstance(embedder, HttpEmbedder):
             return {"base_url": embedder.base_url, "model_name_or_path": embedder.model_name}
         if isinstance(embedder, TencentCloudEmbedder):
@@ -113,7 +126,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> YoutuEmbeddingFunction:
-        """Rebuild from :meth:`get_config`; the shared model cache makes repeat builds cheap.
+        """Rebuild from :meth:`get_config`; the model loads on first use, from the shared cache.
 
         Chroma rebuilds the function on every add or query of a reopened collection. A collection
         made on a GPU machine stays usable on one without: an unavailable device falls back to
@@ -126,4 +139,15 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             logger.warning("device %s is not available here; using %s", device, fallback)
             options["device"] = fallback
             options["dtype"] = None
-        return YoutuEmbeddingFunction(**options)
+        function = YoutuEmbeddingFunction.__new__(YoutuEmbeddingFunction)
+        function._embedder = None
+        function._config = options
+        return function
+
+
+def _build(
+    model: str | None, base_url: str | None, api_key: str | None, options: dict[str, Any]
+) -> TextEmbedder:
+    if base_url is not None:
+        return HttpEmbedder(base_url, model=model, api_key=api_key)
+    return create_embedder(model or YOUTU_EMBEDDING, **options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 
 from youtu_rag.backends import Embedder
 from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.store import ChromaStore
+from youtu_rag.store import ChromaRecords, ChromaStore
 
 logger = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+TEXT_SUFFIXES = frozenset({".txt"}) | MARKDOWN_SUFFIXES
 PDF_SUFFIX = ".pdf"
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {PDF_SUFFIX}
 #: Chunk size when none is given, capped by the model's limit (a few paragraphs: precise enough
@@ -161,6 +162,53 @@ def chunk_id(source: str, index: int, text: str) -> str:
     return f"{path_hash}-{index}-{text_hash}"
 
 
+def make_splitters(
+    embedder: Embedder, chunk_size: int | None = None, chunk_overlap: int | None = None
+) -> dict[bool, TextSplitter]:
+    """The plain-text and the markdown splitter (keyed by "is markdown"), see
+    :func:`make_splitter`."""
+    return {
+        markdown: make_splitter(embedder, chunk_size, chunk_overlap, markdown=markdown)
+        for markdown in (False, True)
+    }
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One file's chunks set against what the index already holds for it."""
+
+    source: str
+    chunks: list[str]
+    ids: list[str]
+    new: list[int]
+    """Positions of the chunks not indexed yet."""
+    stale: list[str]
+    """Ids indexed for this file that it no longer has: deleted once the new ones are written."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.chunks
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.new and not self.stale
+
+
+def plan_file(path: Path, splitters: Mapping[bool, TextSplitter], existing: set[str]) -> FilePlan:
+    """Read and chunk ``path``; compare its chunk ids with ``existing``, the ids indexed for it.
+
+    Local :func:`ingest` and the distributed index call this same function, so both agree on
+    every id.
+    """
+    source = str(path)
+    text = read_text(path)
+    splitter = splitters[path.suffix.lower() in MARKDOWN_SUFFIXES]
+    chunks = [chunk for chunk in splitter.split_text(text) if chunk.strip()] if text.strip() else []
+    ids = [chunk_id(source, index, chunk) for index, chunk in enumerate(chunks)]
+    new = [index for index, id_ in enumerate(ids) if id_ not in existing]
+    return FilePlan(source, chunks, ids, new, sorted(existing.difference(ids)))
+
+
 @dataclass
 class _Pending:
     """Chunks waiting to be embedded and written, and the stale ids to delete afterwards."""
@@ -191,44 +239,34 @@ def ingest(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     files = find_files(paths)
     embedder = store.embedder
-    splitters = {
-        markdown: make_splitter(embedder, chunk_size, chunk_overlap, markdown=markdown)
-        for markdown in (False, True)
-    }
+    splitters = make_splitters(embedder, chunk_size, chunk_overlap)
     batch_size = min(batch_size, store.client.get_max_batch_size())
     report = IngestReport(files=len(files))
     pending = _Pending()
 
     for path in tqdm(files, desc="Indexing", unit="file", disable=not show_progress):
-        source = str(path)
-        existing = store.ids_where({"source": source})
-        text = read_text(path)
-        if not text.strip():
+        plan = plan_file(path, splitters, store.ids_where({"source": str(path)}))
+        if plan.empty:
             report.empty += 1
-            logger.info("%s is empty; skipped", source)
-            pending.stale.extend(existing)
+            logger.info("%s is empty; skipped", plan.source)
+            pending.stale.extend(plan.stale)
             continue
-        markdown = path.suffix.lower() in (".md", ".markdown")
-        chunks = [chunk for chunk in splitters[markdown].split_text(text) if chunk.strip()]
-        ids = [chunk_id(source, index, chunk) for index, chunk in enumerate(chunks)]
-        new = [index for index, id_ in enumerate(ids) if id_ not in existing]
-        stale = existing.difference(ids)
-        if not new and not stale:
+        if plan.unchanged:
             report.unchanged += 1
             continue
         report.changed += 1
-        for index in new:
-            pending.ids.append(ids[index])
-            pending.texts.append(chunks[index])
-            pending.metadatas.append({"source": source, "chunk": index})
-        pending.stale.extend(sorted(stale))
+        for index in plan.new:
+            pending.ids.append(plan.ids[index])
+            pending.texts.append(plan.chunks[index])
+            pending.metadatas.append({"source": plan.source, "chunk": index})
+        pending.stale.extend(plan.stale)
         if len(pending.ids) >= batch_size:
             _flush(store, pending, report)
             pending = _Pending()
     _flush(store, pending, report)
 
     if prune:
-        report.pruned_files = _prune(store, paths, {str(path) for path in files}, report)
+        report.pruned_files = prune_gone(store, paths, {str(path) for path in files}, report)
     report.total_chunks = store.count()
     return report
 
@@ -243,8 +281,8 @@ def _flush(store: ChromaStore, pending: _Pending, report: IngestReport) -> None:
         logger.info("deleted %d replaced chunks", len(pending.stale))
 
 
-def _prune(
-    store: ChromaStore, paths: Sequence[str | Path], seen: set[str], report: IngestReport
+def prune_gone(
+    store: ChromaRecords, paths: Sequence[str | Path], seen: set[str], report: IngestReport
 ) -> int:
     """Delete the chunks of files under ``paths`` that this run no longer found."""
     roots = [Path(path).resolve() for path in paths]

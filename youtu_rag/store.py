@@ -228,7 +228,92 @@ def _get_collection(
         ) from error
 
 
-class ChromaStore:
+class ChromaRecords:
+    """A collection's records by id, with no embedder: enough to write vectors made elsewhere.
+
+    The driver and the workers of a distributed run (:mod:`youtu_rag.distributed`) hold one of
+    these and never load a model; :class:`ChromaStore` adds the embedder on top.
+    """
+
+    def __init__(self, client: ClientAPI, collection: Collection) -> None:
+        self.client = client
+        self.collection = collection
+        self.name = collection.name
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def write(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, str | int | float | bool]] | None,
+        vectors: np.ndarray,
+    ) -> int:
+        """Upsert ready-made vectors by id, in batches no larger than the server's maximum."""
+        metadata_list = None if metadatas is None else [dict(m) for m in metadatas]
+        for batch_ids, batch_vectors, batch_metadatas, batch_texts in create_batches(
+            self.client,
+            ids=list(ids),
+            embeddings=list(vectors),
+            metadatas=cast(Any, metadata_list),
+            documents=list(texts),
+        ):
+            self.collection.upsert(
+                ids=batch_ids,
+                embeddings=batch_vectors,
+                metadatas=batch_metadatas,
+                documents=batch_texts,
+            )
+        return len(ids)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete records by id, in batches the server accepts; returns how many were asked."""
+        items = list(ids)
+        size = self.client.get_max_batch_size()
+        for start in range(0, len(items), size):
+            self.collection.delete(ids=items[start : start + size])
+        return len(items)
+
+    def ids_where(self, where: Mapping[str, Any]) -> set[str]:
+        """Ids of the records whose metadata matches a Chroma ``where`` filter."""
+        found: set[str] = set()
+        offset = 0
+        while True:
+            page = self.collection.get(where=dict(where), include=[], limit=_PAGE, offset=offset)
+            found.update(page["ids"])
+            if len(page["ids"]) < _PAGE:
+                return found
+            offset += _PAGE
+
+    def sources(self) -> set[str]:
+        """Every ``source`` recorded in the collection's metadata."""
+        found: set[str] = set()
+        offset = 0
+        while True:
+            page = self.collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            for metadata in page["metadatas"] or []:
+                source = (metadata or {}).get("source")
+                if source is not None:
+                    found.add(str(source))
+            if len(page["ids"]) < _PAGE:
+                return found
+            offset += _PAGE
+
+
+def open_records(
+    *,
+    persist_dir: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+) -> ChromaRecords:
+    """An existing collection's records, opened without rebuilding its stored embedding function
+    (so without loading any model)."""
+    client = connect(persist_dir, url, create=False)
+    return ChromaRecords(client, _get_collection(client, collection, None))
+
+
+class ChromaStore(ChromaRecords):
     """A Chroma collection in cosine space, bound to the one embedder that fills and queries it.
 
     The collection carries a :class:`~youtu_rag.embedding_function.YoutuEmbeddingFunction`, so
@@ -245,19 +330,18 @@ class ChromaStore:
         create: bool = True,
     ) -> None:
         self.embedder = embedder
-        self.client = client
-        self.name = name
         function = YoutuEmbeddingFunction.from_embedder(embedder)
         expected = fingerprint(embedder)
         if create:
-            self.collection = client.get_or_create_collection(
+            collection = client.get_or_create_collection(
                 name,
                 configuration={"hnsw": {"space": "cosine"}},
                 metadata=dict(expected),
                 embedding_function=_as_chroma(function),
             )
         else:
-            self.collection = _get_collection(client, name, function)
+            collection = _get_collection(client, name, function)
+        super().__init__(client, collection)
         self._check(expected)
 
     @classmethod
@@ -305,9 +389,6 @@ class ChromaStore:
                 f"use --model {recorded.get(MODEL_KEY)} or another --collection"
             )
 
-    def count(self) -> int:
-        return self.collection.count()
-
     def upsert(
         self,
         ids: Sequence[str],
@@ -331,54 +412,7 @@ class ChromaStore:
                 f"embeddings have shape {vectors.shape}, expected "
                 f"{(len(items), self.embedder.dimension)}"
             )
-        metadata_list = None if metadatas is None else [dict(m) for m in metadatas]
-        for batch_ids, batch_vectors, batch_metadatas, batch_texts in create_batches(
-            self.client,
-            ids=list(ids),
-            embeddings=list(vectors),
-            metadatas=cast(Any, metadata_list),
-            documents=items,
-        ):
-            self.collection.upsert(
-                ids=batch_ids,
-                embeddings=batch_vectors,
-                metadatas=batch_metadatas,
-                documents=batch_texts,
-            )
-        return len(items)
-
-    def delete(self, ids: Iterable[str]) -> int:
-        """Delete records by id, in batches the server accepts; returns how many were asked."""
-        items = list(ids)
-        size = self.client.get_max_batch_size()
-        for start in range(0, len(items), size):
-            self.collection.delete(ids=items[start : start + size])
-        return len(items)
-
-    def ids_where(self, where: Mapping[str, Any]) -> set[str]:
-        """Ids of the records whose metadata matches a Chroma ``where`` filter."""
-        found: set[str] = set()
-        offset = 0
-        while True:
-            page = self.collection.get(where=dict(where), include=[], limit=_PAGE, offset=offset)
-            found.update(page["ids"])
-            if len(page["ids"]) < _PAGE:
-                return found
-            offset += _PAGE
-
-    def sources(self) -> set[str]:
-        """Every ``source`` recorded in the collection's metadata."""
-        found: set[str] = set()
-        offset = 0
-        while True:
-            page = self.collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
-            for metadata in page["metadatas"] or []:
-                source = (metadata or {}).get("source")
-                if source is not None:
-                    found.add(str(source))
-            if len(page["ids"]) < _PAGE:
-                return found
-            offset += _PAGE
+        return self.write(ids, items, metadatas, vectors)
 
     def search(
         self,

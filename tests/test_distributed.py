@@ -25,7 +25,7 @@ from typer.testing import CliRunner, Result
 from tests.conftest import SCIFACT
 from youtu_rag import MINILM, YoutuEmbedder, loading
 from youtu_rag.cli import app
-from youtu_rag.distributed import embed_dataset, index_with_ray
+from youtu_rag.distributed import cpus_per_actor, embed_dataset, index_with_ray
 from youtu_rag.ingest import find_files, make_splitters, plan_file
 from youtu_rag.store import connect, open_records
 
@@ -140,6 +140,14 @@ def test_query_kind_applies_the_query_instruction(ray_address: str) -> None:
     assert np.abs(vectors - embedder.encode_documents(queries)).max() > 1e-2
 
 
+def test_cpu_actors_split_the_cores(ray_address: str, caplog: pytest.LogCaptureFixture) -> None:
+    # The session cluster has 2 CPUs on one node.
+    assert [cpus_per_actor(1), cpus_per_actor(2)] == [2, 1]
+    assert cpus_per_actor(1, spare=1) == 1  # one CPU left for upstream tasks
+    assert cpus_per_actor(2, spare=1) == 1  # no room to spare: every actor placed first
+    assert cpus_per_actor(3) == 1 and "fewer CPUs than 3 actors" in caplog.text
+
+
 def test_embed_dataset_refuses_bad_arguments(ray_address: str) -> None:
     dataset = ray.data.from_items([{"text": "a"}])
     with pytest.raises(ValueError, match="kind must be"):
@@ -218,6 +226,13 @@ def test_cli_index_on_ray_equals_local_index(
     assert before - after and before - after <= old_ids
     new_records = records_of(chroma_server, "on_ray")
     assert all(new_records[id_][1]["source"] == str(edited.resolve()) for id_ in after - before)
+
+    (folders[1] / "file04.txt").unlink()
+    pruned = run("index", *common, "-c", "on_ray", "--ray", "--prune")
+    assert pruned.exit_code == 0, pruned.output
+    assert "1 deleted files pruned" in pruned.stdout and "0 chunks written" in pruned.stdout
+    assert run("index", *common, "-c", "local", "--prune").exit_code == 0
+    assert_same_index(chroma_server, "local", "on_ray")
 
 
 def test_cli_ray_errors_are_one_line(ray_address: str, chroma_server: str, tmp_path: Path) -> None:

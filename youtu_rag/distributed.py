@@ -9,7 +9,7 @@ index built on a cluster holds the same ids and vectors as one built by ``youtu-
 What runs where in :func:`index_with_ray`:
 
 - a task lists the files; another loads the model once to create or check the collection (the
-  local guard) and to build the tokenizer-measured splitters, then exits;
+  local guard) and to build the tokenizer-measured splitters, then frees it;
 - tasks read and chunk the files and ask the Chroma server which chunks each file has already;
 - an actor pool embeds the new chunks;
 - the driver writes the vectors to the Chroma server, in batches within the server's maximum,

@@ -20,6 +20,8 @@ from youtu_rag.instructions import format_prefix, resolve_task
 from youtu_rag.loading import Backbone, load_backbone, resolve_device, resolve_dtype
 from youtu_rag.pooling import l2_normalize, masked_mean, text_mask
 from youtu_rag.profiles import YOUTU_EMBEDDING, ModelProfile, Pooling, get_profile, override
+from youtu_rag.quiet import quiet_model_loading
+from youtu_rag.tokenization import encode_batch
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,15 @@ class YoutuEmbedder:
     Queries are embedded as ``query_prefix + query`` and documents as ``document_prefix + doc``;
     the prefix steers the model but never enters the mean (for profiles with ``pooling="text"``).
     Embedders over the same (model, device, dtype) share one loaded backbone.
+
+    Thread safety: ``encode`` (and the query/document variants) may be called from any number of
+    threads, on one embedder or on several sharing a backbone, whatever their ``max_length``;
+    each call returns exactly what it returns alone. Tokenization goes through a private copy of
+    the tokenizer under a lock (:mod:`youtu_rag.tokenization`), never through the shared
+    tokenizer's mutable truncation settings; forward passes are not serialised (a model in
+    inference mode keeps no state between calls). Code that drives
+    ``backbone.tokenizer`` itself does not disturb the embedder, but is not protected from
+    other such code.
     """
 
     def __init__(
@@ -85,12 +96,13 @@ class YoutuEmbedder:
         self.max_batch_tokens = max_batch_tokens
         self.show_progress = show_progress
         resolved_device = resolve_device(device)
-        self.backbone: Backbone = load_backbone(
-            self.profile.source,
-            resolved_device,
-            resolve_dtype(dtype, resolved_device),
-            self.profile.trust_remote_code,
-        )
+        with quiet_model_loading():
+            self.backbone: Backbone = load_backbone(
+                self.profile.source,
+                resolved_device,
+                resolve_dtype(dtype, resolved_device),
+                self.profile.trust_remote_code,
+            )
         config = self.backbone.model.config
         self.max_length: int = min(
             self.profile.max_length, getattr(config, "max_position_embeddings", 1 << 30)
@@ -134,19 +146,15 @@ class YoutuEmbedder:
         output = np.empty((len(items), self.dimension), dtype=np.float32)
         if not items:
             return output
-        tokenized = self.backbone.tokenizer(
-            [prefix + text for text in items],
-            add_special_tokens=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
+        encodings = encode_batch(
+            self.backbone.tokenizer, [prefix + text for text in items], max_length=self.max_length
         )
-        token_ids: list[list[int]] = tokenized["input_ids"]
+        token_ids: list[list[int]] = [encoding.ids for encoding in encodings]
         packed = _Packed.from_lists(
-            token_ids, [[end for _, end in offsets] for offsets in tokenized["offset_mapping"]]
+            token_ids, [[end for _, end in encoding.offsets] for encoding in encodings]
         )
-        truncated = sum(1 for encoding in tokenized.encodings if encoding.overflowing)
+        truncated = sum(1 for encoding in encodings if encoding.overflowing)
+        del encodings
         if truncated:
             logger.warning(
                 "%d of %d texts exceed %d tokens and were truncated",

@@ -52,6 +52,10 @@ class Embedder(TextEmbedder, Protocol):
     @property
     def pooling(self) -> str: ...
 
+    @property
+    def batch_size(self) -> int:
+        """Texts per forward pass (per API call for a remote model)."""
+
 
 def is_remote(model: str) -> bool:
     """Whether ``model`` names an API model rather than a local one."""

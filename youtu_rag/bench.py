@@ -3,10 +3,11 @@
 ``bench_encode`` embeds the same texts, in one process, with the same batch size and thread count,
 four ways: youtu-rag in float32 and in bfloat16, ``SentenceTransformer.encode`` (the tool a user
 would otherwise reach for), and the published Youtu-Embedding inference algorithm with its own
-defaults (:func:`seed_encode`). Methods run interleaved, round after round, and each keeps its
-best round, so a burst of load from another process skews no single method. Speed is reported
-as documents/s, tokens/s and effective TFLOP/s, the last against a matmul peak measured in the
-same run, so "fast" means "close to what this machine can do", not just "faster than X".
+defaults (the test suite's restatement, see :func:`load_seed_encode`). Methods run interleaved,
+round after round, and each keeps its best round, so a burst of load from another process skews
+no single method. Speed is reported as documents/s, tokens/s and effective TFLOP/s, the last
+against a matmul peak measured in the same run, so "fast" means "close to what this machine can
+do", not just "faster than X".
 
 ``bench_retrieval`` measures query latency and HNSW recall against exact search in embedded
 Chroma at a given collection size.
@@ -15,6 +16,7 @@ Chroma at a given collection size.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import platform
 import tempfile
@@ -26,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from youtu_rag.embedder import YoutuEmbedder
 from youtu_rag.evaluation import load_beir
@@ -34,42 +36,37 @@ from youtu_rag.loading import cpu_has_bf16
 
 logger = logging.getLogger(__name__)
 
-#: The published inference script's truncation length.
-SEED_MAX_LENGTH = 1024
+#: The published script's restatement lives once, in the test suite, where it is the oracle the
+#: embedder is checked against; the benchmark times that very code, from a source checkout.
+SEED_REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "seed_reference.py"
 _WARMUP_TEXTS = 4
 
+SeedEncode = Callable[..., np.ndarray]
 
-@torch.inference_mode()
-def seed_encode(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    instruction: str = "",
-    max_length: int = SEED_MAX_LENGTH,
-) -> np.ndarray:
-    """The published Youtu-Embedding algorithm, kept verbatim as the baseline to beat.
 
-    The whole list is one right-padded batch truncated at ``max_length``; the first
-    ``len(tokenize(instruction))`` positions (with special tokens) are zeroed in the attention
-    mask, then the hidden states are averaged over the mask (sum / count) and L2-normalised.
-    Its known defects (no batching, NaN for an empty text) are kept on purpose.
+def load_seed_encode() -> tuple[SeedEncode, int]:
+    """The published algorithm (``seed_encode``) and its truncation length, from the test suite.
+
+    Returns:
+        ``(seed_encode, SEED_MAX_LENGTH)`` of ``tests/seed_reference.py``.
+
+    Raises:
+        RuntimeError: youtu-rag is not installed from a source checkout, so the reference is
+            not there.
     """
-    inputs = tokenizer(
-        [instruction + text for text in texts],
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        add_special_tokens=True,
-        return_tensors="pt",
-    ).to(model.device)
-    hidden = model(**inputs)[0]
-    instruction_tokens = len(tokenizer(instruction, add_special_tokens=True)["input_ids"])
-    mask = inputs["attention_mask"].clone()
-    mask[:, :instruction_tokens] = 0
-    summed = torch.sum(hidden * mask.unsqueeze(-1).to(hidden.dtype), dim=1)
-    mean = summed / mask.sum(dim=1, keepdim=True).to(hidden.dtype)
-    vectors: np.ndarray = torch.nn.functional.normalize(mean, dim=-1).float().cpu().numpy()
-    return vectors
+    checkout = SEED_REFERENCE.parents[1]
+    if not (SEED_REFERENCE.is_file() and (checkout / "pyproject.toml").is_file()):
+        raise RuntimeError(
+            "bench encode times the published algorithm kept in the test suite "
+            f"(tests/seed_reference.py), which is not at {SEED_REFERENCE}: run it from a "
+            "source checkout installed with `pip install -e .`"
+        )
+    spec = importlib.util.spec_from_file_location("youtu_rag_seed_reference", SEED_REFERENCE)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {SEED_REFERENCE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.seed_encode, int(module.SEED_MAX_LENGTH)
 
 
 # --- machine peak and model FLOPs --------------------------------------------------------------
@@ -245,8 +242,9 @@ def bench_encode(
             [prefix + text for text in texts], add_special_tokens=True, verbose=False
         )["input_ids"]
     ]
-    positions = int(getattr(backbone.model.config, "max_position_embeddings", SEED_MAX_LENGTH))
-    seed_max_length = max_length or min(SEED_MAX_LENGTH, positions)
+    seed_encode, seed_default_length = load_seed_encode()
+    positions = int(getattr(backbone.model.config, "max_position_embeddings", seed_default_length))
+    seed_max_length = max_length or min(seed_default_length, positions)
 
     def lengths(cap: int) -> list[int]:
         return [min(length, cap) for length in full_lengths]

@@ -18,7 +18,7 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from youtu_rag.embedder import YoutuEmbedder
 from youtu_rag.loading import resolve_device
-from youtu_rag.profiles import YOUTU_EMBEDDING
+from youtu_rag.settings import EmbedderSettings
 
 logger = logging.getLogger(__name__)
 
@@ -36,20 +36,38 @@ def _available(device: str) -> bool:
 class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
     """Chroma embedding function over :class:`~youtu_rag.YoutuEmbedder`.
 
-    Takes the embedder's arguments; use :meth:`from_embedder` to wrap one already loaded.
+    Takes the embedder's options (:class:`~youtu_rag.settings.EmbedderSettings`: unknown ones
+    raise); use :meth:`from_embedder` to wrap one already loaded. The embedder cannot be
+    swapped afterwards, so :meth:`get_config` always describes the vectors it makes.
     """
 
-    embedder: YoutuEmbedder
+    def __init__(self, model_name_or_path: str | None = None, **options: Any) -> None:
+        """Build the embedder.
 
-    def __init__(self, model_name_or_path: str = YOUTU_EMBEDDING, **options: Any) -> None:
-        self.embedder = YoutuEmbedder(model_name_or_path, **options)
+        Args:
+            model_name_or_path: hub id or local directory (``None``: Youtu-Embedding, unless
+                an alias such as ``model=`` names it).
+            **options: further :class:`~youtu_rag.settings.EmbedderSettings` options.
+
+        Raises:
+            pydantic.ValidationError: an option is unknown or invalid.
+            OSError: the model cannot be found.
+        """
+        if model_name_or_path is not None:
+            options["model_name_or_path"] = model_name_or_path
+        self._embedder = EmbedderSettings(**options).build()
 
     @classmethod
     def from_embedder(cls, embedder: YoutuEmbedder) -> YoutuEmbeddingFunction:
         """Wrap an existing embedder, sharing its loaded model and settings."""
         function = cls.__new__(cls)
-        function.embedder = embedder
+        function._embedder = embedder
         return function
+
+    @property
+    def embedder(self) -> YoutuEmbedder:
+        """The core embedder doing the work."""
+        return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
         """Embed documents (stored texts) with the document instruction."""
@@ -84,6 +102,8 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             "document_instruction": embedder.document_task,
             "trust_remote_code": embedder.profile.trust_remote_code,
             "pooling": embedder.pooling,
+            "pooling_mode": embedder.pooling_mode,
+            "attention": embedder.attention,
         }
 
     @staticmethod

@@ -6,11 +6,22 @@ mask then runs from the first such token to the end of the attended sequence, so
 tokens (BOS, ``[CLS]``) are dropped with the prefix while trailing ones (EOS) are kept, exactly as
 the published inference script counts. Offsets stay exact where a BPE merge crosses the
 prefix/text boundary, where counting the prefix's own tokens would drift by one.
+
+Which positions are pooled is one question (:func:`text_mask`); how they are reduced to one
+vector is another (:func:`pool`: the mean, the first or the last of them), so every reduction
+sentence-transformers checkpoints name works with the instruction masked out.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+
+#: How the pooled positions become one vector, named as sentence-transformers names them:
+#: ``"mean"`` averages them, ``"cls"`` takes the first, ``"lasttoken"`` the last.
+PoolingMode = Literal["mean", "cls", "lasttoken"]
+POOLING_MODES: tuple[PoolingMode, ...] = ("mean", "cls", "lasttoken")
 
 
 def text_mask(
@@ -35,6 +46,44 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.to(torch.float32).unsqueeze(-1)
     summed = (hidden.to(torch.float32) * weights).sum(dim=1)
     return summed / weights.sum(dim=1).clamp(min=1.0)
+
+
+def first_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The state at each row's first position where ``mask`` is 1 (``[CLS]`` pooling), in
+    float32."""
+    index = mask.int().argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index].to(torch.float32)
+
+
+def last_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The state at each row's last position where ``mask`` is 1, in float32."""
+    width = mask.shape[1]
+    index = width - 1 - mask.int().flip(dims=(1,)).argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index].to(torch.float32)
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:
+    """One float32 vector per row of ``hidden`` (batch, seq, dim) from the positions ``mask``
+    keeps.
+
+    Args:
+        hidden: the model's last hidden states.
+        mask: 0/1 of shape (batch, seq); every row must keep at least one position.
+        mode: ``"mean"``, ``"cls"`` (first kept position) or ``"lasttoken"`` (last kept one).
+
+    Returns:
+        A (batch, dim) float32 tensor, not yet normalised.
+
+    Raises:
+        ValueError: for an unknown mode.
+    """
+    if mode == "mean":
+        return masked_mean(hidden, mask)
+    if mode == "cls":
+        return first_token(hidden, mask)
+    if mode == "lasttoken":
+        return last_token(hidden, mask)
+    raise ValueError(f"unknown pooling mode {mode!r}; use one of {POOLING_MODES}")
 
 
 def l2_normalize(vectors: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -76,13 +76,7 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``youtu-rag search --json``."""
-        return {
-            "id": self.id,
-            "score": self.score,
-            "text": self.text,
-            "source": self.source,
-            "metadata": self.metadata,
-        }
+        return {**asdict(self), "source": self.source}
 
 
 @dataclass(frozen=True)
@@ -98,16 +92,9 @@ class CollectionInfo:
     pooling: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``youtu-rag info --json``."""
-        return {
-            "collection": self.name,
-            "count": self.count,
-            "model": self.model,
-            "dimension": self.dimension,
-            "query_prefix": self.query_prefix,
-            "document_prefix": self.document_prefix,
-            "pooling": self.pooling,
-        }
+        """The JSON shape of ``youtu-rag info --json``: the name under ``collection``."""
+        fields = asdict(self)
+        return {"collection": fields.pop("name"), **fields}
 
 
 def fingerprint(embedder: YoutuEmbedder) -> dict[str, str | int]:
@@ -117,7 +104,10 @@ def fingerprint(embedder: YoutuEmbedder) -> dict[str, str | int]:
         DIMENSION_KEY: embedder.dimension,
         QUERY_PREFIX_KEY: embedder.query_prefix,
         DOCUMENT_PREFIX_KEY: embedder.document_prefix,
-        POOLING_KEY: embedder.pooling,
+        # Mean pooling keeps the value collections made before pooling modes existed record.
+        POOLING_KEY: embedder.pooling
+        if embedder.pooling_mode == "mean"
+        else f"{embedder.pooling_mode} of {embedder.pooling}",
     }
 
 

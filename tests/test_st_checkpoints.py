@@ -21,6 +21,7 @@ from tests.seed_reference import seed_encode
 from youtu_rag import MINILM, YoutuEmbedder, get_profile
 from youtu_rag.instructions import format_prefix
 from youtu_rag.st_config import UnsupportedCheckpointError
+from youtu_rag.store import POOLING_KEY, fingerprint
 
 QUERIES = [
     "What's the weather like?",
@@ -146,6 +147,9 @@ def test_tiny_checkpoints_embed_as_sentence_transformers(
     assert embedder.pooling == ("all" if spec.include_prompt else "exclude_prompt")
     assert embedder.query_prefix == spec.prompts.get("query", "")
     assert embedder.max_length == spec.max_seq_length
+    # A collection records the pooling mode too, so a CLS index is not searched with means.
+    mode = "" if spec.pooling_mode == "mean" else f"{spec.pooling_mode} of "
+    assert fingerprint(embedder)[POOLING_KEY] == mode + embedder.pooling
     assert_same_as_sentence_transformers(embedder, checkpoints[name], spec.document_prompt)
 
 

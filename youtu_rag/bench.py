@@ -83,6 +83,14 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, min_seconds: float = 0
 
     Where the hardware lacks a fast path for the dtype (bfloat16 on a CPU without AVX-512 BF16
     or AMX) the doubling stops early, so this stays quick and honest either way.
+
+    Args:
+        dtype: the matmul's dtype.
+        device: where it runs.
+        min_seconds: the product time at which the doubling stops.
+
+    Returns:
+        FLOP/s.
     """
     best = 0.0
     size = 256
@@ -118,6 +126,13 @@ def forward_flops(model: PreTrainedModel, lengths: Sequence[int]) -> float:
 
     Two per weight per token in the Linear layers, plus the attention products
     (QK^T and AV: ``2 * n^2 * heads * 2 * head_dim`` per layer for a text of n tokens).
+
+    Args:
+        model: the encoder or decoder.
+        lengths: each text's token count.
+
+    Returns:
+        FLOPs.
     """
     config = model.config
     heads = int(config.num_attention_heads)
@@ -146,6 +161,15 @@ class Method:
     vectors: np.ndarray | None = None
 
     def report(self, documents: int, peak: float) -> dict[str, float]:
+        """Its best round as rates.
+
+        Args:
+            documents: texts embedded per round.
+            peak: the matmul peak of its dtype, in FLOP/s.
+
+        Returns:
+            ``seconds``, ``docs_per_s``, ``tokens_per_s``, ``tflops`` and ``peak_fraction``.
+        """
         tflops = self.flops / self.seconds / 1e12
         return {
             "seconds": round(self.seconds, 4),
@@ -180,7 +204,19 @@ def _min_cosine(left: np.ndarray | None, right: np.ndarray | None) -> float:
 
 
 def load_bench_texts(beir: str | Path, limit: int) -> list[str]:
-    """The first ``limit`` corpus documents, as MTEB would embed them."""
+    """The first ``limit`` corpus documents, as MTEB would embed them.
+
+    Args:
+        beir: a BEIR-format folder.
+        limit: how many documents.
+
+    Returns:
+        The texts.
+
+    Raises:
+        ValueError: the corpus is empty (or the folder malformed, see
+            :func:`~youtu_rag.evaluation.load_beir`).
+    """
     texts = list(load_beir(beir).corpus.values())[:limit]
     if not texts:
         raise ValueError(f"{beir} has no documents")
@@ -223,9 +259,23 @@ def bench_encode(
     sentence-transformers cannot load a ``utu`` checkpoint (its own code does not import under
     transformers 5), so for those it is left out and its keys are ``None``.
 
-    Returns flat headline keys (``speedup_fp32_vs_st``, ``speedup_bf16_vs_st``,
-    ``speedup_fp32_vs_seed``, ``peak_fraction_fp32``, ``peak_fraction_bf16``, ...) and a
-    ``methods`` table with docs/s, tokens/s, TFLOP/s and peak fraction of each.
+    Args:
+        model: hub id or local directory.
+        texts: the documents to embed.
+        batch_size: texts per forward pass, for every method.
+        repeats: rounds; each method keeps its fastest.
+        device: where to run (default: the best available).
+        max_length: one truncation for every method.
+
+    Returns:
+        Flat headline keys (``speedup_fp32_vs_st``, ``speedup_bf16_vs_st``,
+        ``speedup_fp32_vs_seed``, ``peak_fraction_fp32``, ``peak_fraction_bf16``, ...) and a
+        ``methods`` table with docs/s, tokens/s, TFLOP/s and peak fraction of each.
+
+    Raises:
+        ValueError: ``repeats`` is below 1.
+        RuntimeError: not run from a source checkout (see :func:`load_seed_encode`), or
+            sentence-transformers is missing for a model it can load.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -382,6 +432,20 @@ def bench_retrieval(
     vectors sit around ``size / 100`` random centres, the structure real embeddings have.
     Queries are drawn like the data. Each size gets a fresh on-disk collection (cosine space,
     Chroma's HNSW defaults or ``ef_search`` candidates per query) under ``path`` or a temp dir.
+
+    Args:
+        sizes: collection sizes to measure.
+        dim: vector dimension.
+        queries: single queries timed per size.
+        k: results per query.
+        seed: random seed of the vectors.
+        path: where the collections go (default: a temporary directory).
+        ef_search: HNSW candidates per query (default: Chroma's).
+        distribution: ``"uniform"`` or ``"clustered"``.
+
+    Returns:
+        ``dim``, ``queries``, ``k``, ``ef_search``, ``distribution`` and one ``results`` row
+        per size: build seconds, p50/p95 latency, exact-search p50 and recall@k.
     """
     import chromadb
     from chromadb.api.collection_configuration import CreateHNSWConfiguration

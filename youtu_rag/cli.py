@@ -82,8 +82,15 @@ _OPTION_GROUPS = (StoreOptions, ModelOptions)
 
 
 def option_groups(command: Callable[..., R]) -> Callable[..., R]:
-    """Let ``command`` take whole option groups (a ``StoreOptions`` or ``ModelOptions``
-    parameter): typer sees each group's fields as options, the command gets the group."""
+    """Let ``command`` take whole option groups, declared once for every command.
+
+    Args:
+        command: a function with ``StoreOptions`` / ``ModelOptions`` parameters.
+
+    Returns:
+        A function typer reads as taking each group's fields as options, and that calls
+        ``command`` with the groups assembled.
+    """
     hints = get_type_hints(command, include_extras=True)
     groups = {name: hint for name, hint in hints.items() if hint in _OPTION_GROUPS}
     parameters: list[inspect.Parameter] = []
@@ -112,8 +119,15 @@ def option_groups(command: Callable[..., R]) -> Callable[..., R]:
 
 
 def handle_errors(command: Callable[..., R]) -> Callable[..., R]:
-    """Turn the errors a user can cause into one line on stderr and exit status 1; spread the
-    command's option groups for typer (:func:`option_groups`)."""
+    """Turn the errors a user can cause into one line on stderr and exit status 1.
+
+    Args:
+        command: a command function; its option groups are spread for typer
+            (:func:`option_groups`).
+
+    Returns:
+        The command as typer should register it.
+    """
     grouped = option_groups(command)
 
     @functools.wraps(grouped)

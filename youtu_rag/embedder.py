@@ -37,7 +37,18 @@ DEFAULT_MAX_BATCH_TOKENS = 16384
 
 
 def validate_texts(texts: str | Iterable[str]) -> list[str]:
-    """The texts as a list, or the error that names the first bad one by its index."""
+    """The texts as a list, or the error that names the first bad one by its index.
+
+    Args:
+        texts: one string or an iterable of strings.
+
+    Returns:
+        The texts as a list (a single string becomes a list of one).
+
+    Raises:
+        TypeError: a text is not a string.
+        ValueError: a text is empty or whitespace only.
+    """
     items = [texts] if isinstance(texts, str) else list(texts)
     for index, text in enumerate(items):
         if not isinstance(text, str):
@@ -219,17 +230,52 @@ class YoutuEmbedder:
         )
 
     def encode_queries(self, texts: str | Sequence[str]) -> np.ndarray:
-        """Embed search queries with the query instruction."""
+        """Embed search queries with the query instruction.
+
+        Args:
+            texts: one query or a sequence of them.
+
+        Returns:
+            An (n, dimension) float32 array of unit vectors, in input order.
+
+        Raises:
+            TypeError: a text is not a string (the message names its index).
+            ValueError: a text is empty, or has no token left once the prefix is masked.
+        """
         return self.encode(texts, prefix=self.query_prefix)
 
     def encode_documents(self, texts: str | Sequence[str]) -> np.ndarray:
-        """Embed documents (passages) with the document instruction, empty by default."""
+        """Embed documents (passages) with the document instruction, empty by default.
+
+        Args:
+            texts: one document or a sequence of them.
+
+        Returns:
+            An (n, dimension) float32 array of unit vectors, in input order.
+
+        Raises:
+            TypeError: a text is not a string (the message names its index).
+            ValueError: a text is empty, or has no token left once the prefix is masked.
+        """
         return self.encode(texts, prefix=self.document_prefix)
 
     def encode(self, texts: str | Sequence[str], prefix: str = "") -> np.ndarray:
-        """Embed ``prefix + text`` for each text; the prefix is masked out of the mean.
+        """Embed ``prefix + text`` for each text, pooled by the profile's rules.
 
-        Returns an (n, dimension) float32 array of unit vectors in input order.
+        Texts longer than ``max_length`` tokens are truncated, with one warning per call.
+
+        Args:
+            texts: one text or a sequence of them.
+            prefix: prepended verbatim; whether its tokens are pooled is the profile's
+                ``pooling`` rule (never, for ``"text"``).
+
+        Returns:
+            An (n, dimension) float32 array of unit vectors, in input order.
+
+        Raises:
+            TypeError: a text is not a string (the message names its index).
+            ValueError: a text is empty, or has no token left to pool.
+            torch.OutOfMemoryError: even a batch of one text does not fit.
         """
         items = validate_texts(texts)
         output = np.empty((len(items), self.dimension), dtype=np.float32)

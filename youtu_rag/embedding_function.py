@@ -59,7 +59,14 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @classmethod
     def from_embedder(cls, embedder: YoutuEmbedder) -> YoutuEmbeddingFunction:
-        """Wrap an existing embedder, sharing its loaded model and settings."""
+        """Wrap an existing embedder, sharing its loaded model and settings.
+
+        Args:
+            embedder: the embedder to wrap.
+
+        Returns:
+            A function that embeds with exactly that embedder.
+        """
         function = cls.__new__(cls)
         function._embedder = embedder
         return function
@@ -70,25 +77,54 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
-        """Embed documents (stored texts) with the document instruction."""
+        """Embed documents (stored texts) with the document instruction.
+
+        Args:
+            input: the documents.
+
+        Returns:
+            One float32 vector per document, in order.
+
+        Raises:
+            TypeError: a text is not a string (the message names its index).
+            ValueError: a text is empty or whitespace only.
+        """
         return list(self.embedder.encode_documents(input))
 
     def embed_query(self, input: Documents) -> Embeddings:
-        """Embed search queries with the query instruction."""
+        """Embed search queries with the query instruction.
+
+        Args:
+            input: the queries.
+
+        Returns:
+            One float32 vector per query, in order.
+
+        Raises:
+            TypeError: a text is not a string (the message names its index).
+            ValueError: a text is empty or whitespace only.
+        """
         return list(self.embedder.encode_queries(input))
 
     @staticmethod
     def name() -> str:
+        """The name Chroma stores with a collection to find this class again."""
         return "youtu_rag"
 
     def default_space(self) -> Space:
-        # Vectors are unit length: cosine ranks as inner product does, and reads as similarity.
+        """``cosine``: the vectors are unit length, so cosine ranks as inner product does and
+        reads as a similarity."""
         return "cosine"
 
     def get_config(self) -> dict[str, Any]:
         """Everything that shapes the vectors, as JSON, to rebuild this embedder elsewhere.
 
-        Progress display is left out: it belongs to the process, not to the collection.
+        The values are the resolved ones (device, dtype, instructions, pooling), so a later
+        version with other defaults still rebuilds the same vectors. Progress display is left
+        out: it belongs to the process, not to the collection.
+
+        Returns:
+            :class:`~youtu_rag.settings.EmbedderSettings` options.
         """
         embedder = self.embedder
         return {
@@ -113,6 +149,16 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         Chroma rebuilds the function on every add or query of a reopened collection. A collection
         made on a GPU machine stays usable on one without: an unavailable device falls back to
         the best available one, with that device's default dtype.
+
+        Args:
+            config: a stored :meth:`get_config`.
+
+        Returns:
+            The function.
+
+        Raises:
+            pydantic.ValidationError: the config holds an unknown or invalid option.
+            OSError: the model cannot be found here.
         """
         options = dict(config)
         device = options.get("device")

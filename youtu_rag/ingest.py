@@ -56,7 +56,16 @@ def find_files(paths: Iterable[str | Path]) -> list[Path]:
     """Supported files among ``paths`` and, recursively, inside the folders among them.
 
     Hidden files and folders (``.git``, ``.youtu_rag``, ...) are skipped when walking a folder.
-    A path that does not exist, or a named file of an unsupported type, is an error.
+
+    Args:
+        paths: files and folders.
+
+    Returns:
+        The files, resolved, each once, in a stable order.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: a named file is of an unsupported type.
     """
     found: dict[Path, None] = {}
     for given in paths:
@@ -82,7 +91,17 @@ def find_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def read_text(path: Path) -> str:
-    """The text of a ``.txt``/``.md`` file (UTF-8) or of a PDF's pages (needs ``pypdf``)."""
+    """The text of a ``.txt``/``.md`` file (UTF-8) or of a PDF's pages.
+
+    Args:
+        path: the file.
+
+    Returns:
+        Its text; undecodable bytes are replaced.
+
+    Raises:
+        ImportError: a PDF without ``pypdf`` installed.
+    """
     if path.suffix.lower() != PDF_SUFFIX:
         return path.read_text(encoding="utf-8", errors="replace")
     try:
@@ -95,7 +114,14 @@ def read_text(path: Path) -> str:
 
 
 def chunk_limit(embedder: YoutuEmbedder) -> int:
-    """The most tokens a chunk may have so that prefix, special tokens and chunk fit the model."""
+    """The most tokens a chunk may have so that prefix, special tokens and chunk fit the model.
+
+    Args:
+        embedder: the embedder the chunks are for.
+
+    Returns:
+        The limit in tokens.
+    """
     tokenizer = embedder.backbone.tokenizer
     overhead = len(tokenizer(embedder.document_prefix, add_special_tokens=True)["input_ids"])
     # One token of slack: a chunk tokenized after the prefix may merge differently at the seam.
@@ -111,9 +137,19 @@ def make_splitter(
 ) -> TextSplitter:
     """A recursive splitter measuring chunks with the embedder's own tokenizer.
 
-    Default size: :data:`DEFAULT_CHUNK_TOKENS` or the model's limit if lower; default overlap:
-    an eighth of the size. A size above the model's limit is refused: the tail of such chunks
-    would be truncated away and never found.
+    Args:
+        embedder: its tokenizer measures the chunks.
+        chunk_size: tokens per chunk (default :data:`DEFAULT_CHUNK_TOKENS`, or the model's
+            limit if lower).
+        chunk_overlap: tokens shared by neighbours (default an eighth of the size).
+        markdown: split on Markdown structure first.
+
+    Returns:
+        The splitter.
+
+    Raises:
+        ValueError: a size above the model's limit (the tail of such chunks would be truncated
+            away and never found), or an overlap not below the size.
     """
     limit = chunk_limit(embedder)
     size = min(DEFAULT_CHUNK_TOKENS, limit) if chunk_size is None else chunk_size
@@ -139,7 +175,16 @@ def make_splitter(
 
 
 def chunk_id(source: str, index: int, text: str) -> str:
-    """Stable id of chunk ``index`` of ``source`` with content ``text``."""
+    """Stable id of a chunk, so that re-indexing unchanged text writes nothing.
+
+    Args:
+        source: the file's path.
+        index: the chunk's position in the file.
+        text: its content.
+
+    Returns:
+        ``{path hash}-{index}-{text hash}``.
+    """
     path_hash = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
     text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return f"{path_hash}-{index}-{text_hash}"
@@ -168,8 +213,23 @@ def ingest(
     """Index the supported files under ``paths`` into ``store``; safe to re-run at any time.
 
     Unchanged files cost a tokenization and one lookup; a changed file's old chunks are deleted
-    once its new ones are written; empty files are skipped (their old chunks removed). With
-    ``prune``, chunks of files that were under ``paths`` but are gone are removed too.
+    once its new ones are written; empty files are skipped (their old chunks removed).
+
+    Args:
+        store: the collection and its embedder.
+        paths: files and folders.
+        chunk_size: tokens per chunk (see :func:`make_splitter`).
+        chunk_overlap: tokens shared by neighbouring chunks.
+        prune: also remove chunks of files that were under ``paths`` but are gone.
+        batch_size: chunks embedded and written together.
+        show_progress: show a progress bar.
+
+    Returns:
+        What the run found and did.
+
+    Raises:
+        ValueError: a batch size below 1, or a chunk size the model cannot take.
+        FileNotFoundError: a path does not exist.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

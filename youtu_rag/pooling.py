@@ -29,8 +29,14 @@ def text_mask(
 ) -> torch.Tensor:
     """Which positions are pooled: from the first token that ends past the prefix onwards.
 
-    ``offset_ends`` holds each token's end character offset (special tokens have 0), shape
-    (batch, seq); ``attention_mask`` is 1 on real tokens. Returns a 0/1 mask of the same shape.
+    Args:
+        offset_ends: each token's end character offset (special tokens have 0), shape
+            (batch, seq).
+        attention_mask: 1 on real tokens, 0 on padding.
+        prefix_chars: the prefix's length in characters.
+
+    Returns:
+        A 0/1 mask of the same shape and dtype as ``attention_mask``.
     """
     attended = attention_mask.bool()
     is_text = (offset_ends > prefix_chars) & attended
@@ -39,9 +45,14 @@ def text_mask(
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``hidden`` (batch, seq, dim) over positions where ``mask`` is 1, in float32.
+    """Mean of ``hidden`` over the positions where ``mask`` is 1, in float32.
 
-    The denominator is clamped to 1, so an all-zero mask gives a zero vector, never 0/0.
+    Args:
+        hidden: states of shape (batch, seq, dim).
+        mask: 0/1 of shape (batch, seq).
+
+    Returns:
+        A (batch, dim) float32 tensor; an all-zero mask row gives a zero vector, never 0/0.
     """
     weights = mask.to(torch.float32).unsqueeze(-1)
     summed = (hidden.to(torch.float32) * weights).sum(dim=1)
@@ -49,14 +60,29 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def first_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The state at each row's first position where ``mask`` is 1 (``[CLS]`` pooling), in
-    float32."""
+    """The state at each row's first position where ``mask`` is 1 (``[CLS]`` pooling).
+
+    Args:
+        hidden: states of shape (batch, seq, dim).
+        mask: 0/1 of shape (batch, seq), at least one 1 per row.
+
+    Returns:
+        A (batch, dim) float32 tensor.
+    """
     index = mask.int().argmax(dim=1)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index].to(torch.float32)
 
 
 def last_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The state at each row's last position where ``mask`` is 1, in float32."""
+    """The state at each row's last position where ``mask`` is 1 (last-token pooling).
+
+    Args:
+        hidden: states of shape (batch, seq, dim).
+        mask: 0/1 of shape (batch, seq), at least one 1 per row.
+
+    Returns:
+        A (batch, dim) float32 tensor.
+    """
     width = mask.shape[1]
     index = width - 1 - mask.int().flip(dims=(1,)).argmax(dim=1)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index].to(torch.float32)
@@ -87,5 +113,12 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: PoolingMode) -> torch.T
 
 
 def l2_normalize(vectors: torch.Tensor) -> torch.Tensor:
-    """Unit-length rows; a zero row stays zero instead of becoming NaN."""
+    """Unit-length rows; a zero row stays zero instead of becoming NaN.
+
+    Args:
+        vectors: a (batch, dim) tensor.
+
+    Returns:
+        The rows scaled to length 1.
+    """
     return torch.nn.functional.normalize(vectors, p=2.0, dim=-1)

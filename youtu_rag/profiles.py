@@ -68,7 +68,14 @@ class ModelProfile:
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def origin(self, rule: str) -> str:
-        """Where ``rule`` came from."""
+        """Where a rule came from.
+
+        Args:
+            rule: a field name, such as ``"pooling"`` or ``"max_length"``.
+
+        Returns:
+            A file and key, ``"argument"``, a built-in profile, or the default.
+        """
         return self.origins.get(rule, DEFAULT_ORIGIN)
 
 
@@ -90,8 +97,15 @@ def _with_origin(profile: ModelProfile, origin: str, **rules: Any) -> ModelProfi
 
 
 def youtu_rules(profile: ModelProfile) -> ModelProfile:
-    """``profile`` with Youtu-Embedding's published rules: the instruction template and
-    default task on queries, nothing on documents, text tokens only, 8192 tokens."""
+    """``profile`` with Youtu-Embedding's published rules.
+
+    Args:
+        profile: any profile (its name and source are kept).
+
+    Returns:
+        The profile with the instruction template and default task on queries, nothing on
+        documents, text tokens only and 8192 tokens.
+    """
     return _with_origin(
         profile,
         YOUTU_ORIGIN,
@@ -229,7 +243,14 @@ def _task_in(prompt: str, template: str) -> str | None:
 
 
 def override(profile: ModelProfile, **changes: Any) -> ModelProfile:
-    """A copy of ``profile`` with the given rules replaced, recorded as explicit arguments;
-    ``None`` values are ignored."""
+    """A copy of ``profile`` with the given rules replaced, recorded as explicit arguments.
+
+    Args:
+        profile: the profile to change.
+        **changes: rule values by field name; ``None`` keeps the profile's.
+
+    Returns:
+        The changed profile.
+    """
     given = {key: value for key, value in changes.items() if value is not None}
     return _with_origin(profile, ARGUMENT_ORIGIN, **given)

@@ -214,6 +214,7 @@ class EmbedderAdapter(EmbedderSettings):
     _embedder: YoutuEmbedder = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
+        """Build the embedder once the fields are validated (pydantic calls this)."""
         self._embedder = self.build()
 
     @property

@@ -65,7 +65,20 @@ class SentenceTransformersConfig:
 
 
 def read_json(source: str, filename: str, subfolder: str = "") -> Any:
-    """A JSON file of a hub id or local directory, or ``None`` when the checkpoint has none."""
+    """A JSON file of a hub id or local directory, parsed as data.
+
+    Args:
+        source: hub id or local directory.
+        filename: the file's name.
+        subfolder: its folder inside the checkpoint.
+
+    Returns:
+        The parsed JSON, or ``None`` when the checkpoint has no such file.
+
+    Raises:
+        OSError: the hub cannot be reached for a checkpoint not in the local cache.
+        json.JSONDecodeError: the file is not JSON.
+    """
     path = cached_file(
         source, filename, subfolder=subfolder, _raise_exceptions_for_missing_entries=False
     )

@@ -98,7 +98,14 @@ class CollectionInfo:
 
 
 def fingerprint(embedder: YoutuEmbedder) -> dict[str, str | int]:
-    """Everything about an embedder that decides whether two vectors are comparable."""
+    """Everything about an embedder that decides whether two vectors are comparable.
+
+    Args:
+        embedder: the embedder.
+
+    Returns:
+        Collection metadata: model, dimension, both prefixes and the pooling.
+    """
     return {
         MODEL_KEY: embedder.model_name,
         DIMENSION_KEY: embedder.dimension,
@@ -121,6 +128,19 @@ def connect(
 
     With ``create=False`` a missing directory is an error instead of a new empty database, so a
     mistyped path on a read command does not leave an empty database behind.
+
+    Args:
+        persist_dir: the database directory.
+        url: a Chroma server, ``http(s)://host:port`` (then no ``persist_dir``).
+        create: make a missing database directory.
+
+    Returns:
+        The client.
+
+    Raises:
+        ValueError: both a directory and a URL, or a malformed URL.
+        CollectionNotFoundError: no database at ``persist_dir`` and ``create`` is false.
+        ServerUnreachableError: no server answers at ``url``.
     """
     if url is not None:
         if persist_dir is not None:
@@ -155,7 +175,18 @@ def _http_client(url: str) -> ClientAPI:
 
 
 def describe(client: ClientAPI, name: str = DEFAULT_COLLECTION) -> CollectionInfo:
-    """The collection's size and recorded embedder; raises if the collection does not exist."""
+    """The collection's size and recorded embedder, read without loading any model.
+
+    Args:
+        client: a client from :func:`connect`.
+        name: the collection.
+
+    Returns:
+        What it holds.
+
+    Raises:
+        CollectionNotFoundError: the collection does not exist.
+    """
     collection = _get_collection(client, name, None)
     metadata = dict(collection.metadata or {})
     dimension = metadata.get(DIMENSION_KEY)
@@ -174,6 +205,13 @@ def check_model(info: CollectionInfo, model_name: str) -> None:
     """Refuse early, by name alone, a model other than the one the collection records.
 
     Lets a caller fail before loading a model; :class:`ChromaStore` checks the full fingerprint.
+
+    Args:
+        info: from :func:`describe`.
+        model_name: the model about to be loaded.
+
+    Raises:
+        ModelMismatchError: the collection records another model.
     """
     if info.model is not None and info.model != model_name:
         raise ModelMismatchError(
@@ -221,6 +259,19 @@ class ChromaStore:
         *,
         create: bool = True,
     ) -> None:
+        """Open (or create) the collection and check that this embedder made it.
+
+        Args:
+            embedder: the embedder that fills and queries the collection.
+            client: a client from :func:`connect`.
+            name: the collection.
+            create: create it if missing.
+
+        Raises:
+            CollectionNotFoundError: it is missing and ``create`` is false.
+            ModelMismatchError: another embedder made it, or not youtu-rag.
+            StoreError: it is not in cosine space.
+        """
         self.embedder = embedder
         self.client = client
         self.name = name
@@ -247,7 +298,21 @@ class ChromaStore:
         collection: str = DEFAULT_COLLECTION,
         create: bool = True,
     ) -> ChromaStore:
-        """Connect (see :func:`connect`) and open, or create, the collection."""
+        """Connect (see :func:`connect`) and open, or create, the collection.
+
+        Args:
+            embedder: the embedder that fills and queries the collection.
+            persist_dir: the database directory.
+            url: a Chroma server instead.
+            collection: the collection.
+            create: create the database and collection if missing.
+
+        Returns:
+            The store.
+
+        Raises:
+            StoreError: see :func:`connect` and :class:`ChromaStore`.
+        """
         return cls(embedder, connect(persist_dir, url, create=create), collection, create=create)
 
     def __repr__(self) -> str:
@@ -282,6 +347,7 @@ class ChromaStore:
             )
 
     def count(self) -> int:
+        """Records in the collection."""
         return self.collection.count()
 
     def upsert(
@@ -293,8 +359,20 @@ class ChromaStore:
     ) -> int:
         """Embed ``texts`` as documents (unless given ``embeddings``) and write them by id.
 
-        Writes go in batches no larger than the server's ``get_max_batch_size()``. Returns the
-        number of records written.
+        Writes go in batches no larger than the server's ``get_max_batch_size()``.
+
+        Args:
+            ids: one per text; an existing id is overwritten.
+            texts: the documents.
+            metadatas: one per text.
+            embeddings: precomputed vectors, (n, dimension).
+
+        Returns:
+            The number of records written.
+
+        Raises:
+            TypeError: a text is not a string.
+            ValueError: an empty text, lengths that differ, or embeddings of the wrong shape.
         """
         items = validate_texts(texts)
         if len(ids) != len(items) or (metadatas is not None and len(metadatas) != len(items)):
@@ -324,7 +402,14 @@ class ChromaStore:
         return len(items)
 
     def delete(self, ids: Iterable[str]) -> int:
-        """Delete records by id, in batches the server accepts; returns how many were asked."""
+        """Delete records by id, in batches the server accepts.
+
+        Args:
+            ids: the records.
+
+        Returns:
+            How many were asked to be deleted.
+        """
         items = list(ids)
         size = self.client.get_max_batch_size()
         for start in range(0, len(items), size):
@@ -332,7 +417,14 @@ class ChromaStore:
         return len(items)
 
     def ids_where(self, where: Mapping[str, Any]) -> set[str]:
-        """Ids of the records whose metadata matches a Chroma ``where`` filter."""
+        """Ids of the records whose metadata matches a Chroma ``where`` filter.
+
+        Args:
+            where: the filter, e.g. ``{"source": "/docs/a.md"}``.
+
+        Returns:
+            The ids.
+        """
         found: set[str] = set()
         offset = 0
         while True:
@@ -368,8 +460,19 @@ class ChromaStore:
     ) -> list[Hit]:
         """The ``k`` best passages for ``query``, best first, optionally filtered by metadata.
 
-        With ``mmr`` the ``fetch_k`` nearest candidates (default ``4 * k``) are re-ranked by
-        maximal marginal relevance, trading relevance (``lambda_mult`` = 1) for diversity (0).
+        Args:
+            query: the search text, embedded with the query instruction.
+            k: passages to return.
+            where: a Chroma metadata filter.
+            mmr: re-rank the ``fetch_k`` nearest candidates by maximal marginal relevance.
+            fetch_k: MMR candidates (default ``4 * k``).
+            lambda_mult: MMR trade-off, relevance (1) against diversity (0).
+
+        Returns:
+            Up to ``k`` hits with cosine scores.
+
+        Raises:
+            ValueError: ``k`` below 1, ``lambda_mult`` outside [0, 1], or an empty query.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -414,7 +517,14 @@ def maximal_marginal_relevance(
 ) -> list[int]:
     """Indices of ``k`` candidates chosen greedily for relevance minus redundancy.
 
-    Vectors are unit length, so dot products are cosine similarities.
+    Args:
+        query: the unit query vector.
+        candidates: (n, dim) unit vectors; dot products are cosine similarities.
+        k: how many to choose.
+        lambda_mult: relevance (1) against diversity (0).
+
+    Returns:
+        Candidate indices in the order chosen.
     """
     if not len(candidates):
         return []

@@ -63,9 +63,23 @@ class YoutuEmbeddings(EmbedderAdapter, Embeddings):
         return vector
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """:meth:`embed_documents` in a worker thread, keeping the event loop free."""
+        """:meth:`embed_documents` in a worker thread, keeping the event loop free.
+
+        Args:
+            texts: the documents.
+
+        Returns:
+            One list of Python floats per text.
+        """
         return await run_in_executor(None, self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
-        """:meth:`embed_query` in a worker thread, keeping the event loop free."""
+        """:meth:`embed_query` in a worker thread, keeping the event loop free.
+
+        Args:
+            text: the query.
+
+        Returns:
+            A unit-length list of Python floats.
+        """
         return await run_in_executor(None, self.embed_query, text)

@@ -21,7 +21,14 @@ from youtu_rag.store import ChromaStore, Hit
 
 
 def hit_to_document(hit: Hit) -> Document:
-    """A ``Document`` with the chunk's metadata plus its ``id`` and cosine ``score``."""
+    """A ``Document`` with the chunk's metadata plus its ``id`` and cosine ``score``.
+
+    Args:
+        hit: one search result.
+
+    Returns:
+        The document, its ``id`` the chunk's id.
+    """
     return Document(
         page_content=hit.text,
         metadata={**hit.metadata, "id": hit.id, "score": hit.score},

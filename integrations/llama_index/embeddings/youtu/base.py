@@ -55,6 +55,7 @@ class YoutuEmbedding(EmbedderAdapter, BaseEmbedding):
 
     @classmethod
     def class_name(cls) -> str:
+        """The name LlamaIndex serialises this class under (``to_dict``'s ``class_name``)."""
         return "YoutuEmbedding"
 
     def _get_query_embedding(self, query: str) -> Embedding:

@@ -204,6 +204,19 @@ def test_a_directory_copy_of_minilm_embeds_as_sentence_transformers(tmp_path: Pa
     assert_same_as_sentence_transformers(embedder, copy, None)
 
 
+def test_a_checkpoint_without_sentence_transformers_files_gets_their_defaults(
+    tiny_bert_dir: Path,
+) -> None:
+    """Mean over every token, no prompts: what ``SentenceTransformer`` builds for a plain
+    transformers checkpoint (not the Youtu rules, which would drop the [CLS] and add an
+    instruction)."""
+    embedder = YoutuEmbedder(str(tiny_bert_dir), device="cpu", batch_size=2)
+    assert (embedder.pooling, embedder.pooling_mode) == ("all", "mean")
+    assert (embedder.query_prefix, embedder.document_prefix) == ("", "")
+    assert "sentence-transformers default" in embedder.info()["rules"]["pooling"]["from"]
+    assert_same_as_sentence_transformers(embedder, tiny_bert_dir, None)
+
+
 def _edit_json(path: Path, change: Any) -> None:
     data = json.loads(path.read_text())
     change(data)

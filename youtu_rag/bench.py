@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.embedder import DEFAULT_BATCH_SIZE, YoutuEmbedder
 from youtu_rag.evaluation import load_beir
 from youtu_rag.loading import cpu_has_bf16
 
@@ -247,7 +247,7 @@ def bench_encode(
     model: str,
     texts: list[str],
     *,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     repeats: int = 1,
     device: str | None = None,
     max_length: int | None = None,

@@ -11,6 +11,7 @@ embedder pools or prefixes as it does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import logging
 from collections.abc import Mapping
@@ -110,6 +111,7 @@ def youtu_rules(profile: ModelProfile) -> ModelProfile:
         profile,
         YOUTU_ORIGIN,
         pooling="text",
+        pooling_mode="mean",
         prefix_template=QUERY_TEMPLATE,
         query_task=DEFAULT_QUERY_TASK,
         document_task="",
@@ -141,6 +143,9 @@ def get_profile(model_name_or_path: str) -> ModelProfile:
     return ModelProfile(name=model_name_or_path, source=model_name_or_path)
 
 
+# Chroma rebuilds an embedding function on every add or query of a reopened collection; the
+# checkpoint's files are read once per process, not on every rebuild (an error is not kept).
+@functools.lru_cache(maxsize=64)
 def resolve_profile(model_name_or_path: str) -> ModelProfile:
     """The full profile of a model: built-in rules completed by the checkpoint's own files.
 
@@ -206,10 +211,16 @@ def _from_sentence_transformers(
         )
     prompts = "config_sentence_transformers.json prompts"
     profile = dataclasses.replace(profile, prefix_template=template)
-    profile = _with_origin(profile, f"{prompts}['query']", query_task=query_task)
     profile = _with_origin(
         profile,
-        f"{prompts}[{config.document_prompt_name!r}]" if config.document_prompt_name else prompts,
+        f"{prompts}['query']" if config.query_prompt else f"{prompts} (no query prompt)",
+        query_task=query_task,
+    )
+    profile = _with_origin(
+        profile,
+        f"{prompts}[{config.document_prompt_name!r}]"
+        if config.document_prompt_name
+        else f"{prompts} (no document prompt)",
         document_task=document_task,
     )
     if config.max_seq_length is not None:

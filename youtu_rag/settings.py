@@ -9,7 +9,6 @@ Chroma function validates through the settings, so a new option reaches all thre
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +20,6 @@ from youtu_rag.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, You
 from youtu_rag.pooling import POOLING_MODES, PoolingMode
 from youtu_rag.profiles import YOUTU_EMBEDDING, Pooling
 from youtu_rag.utu import Attention
-
-logger = logging.getLogger(__name__)
 
 #: Other names of our options, as LangChain's and LlamaIndex's Hugging Face classes spell them,
 #: accepted where the meaning is identical.

@@ -3,7 +3,11 @@ on the tiny model, and a small corpus where each question has exactly one right 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from youtu_rag import YoutuEmbedder
+from youtu_rag.store import ChromaStore
 
 INSTRUCTION = "Given a question about the weather, find the sentence that answers it"
 QUERIES = ["What's the weather like?", "结算业务系统用户使用", "sky"]
@@ -38,3 +42,20 @@ def tiny_options(tiny_youtu_dir: str, **changes: Any) -> dict[str, Any]:
         "query_instruction": INSTRUCTION,
         **changes,
     }
+
+
+def passage_store(
+    embedder: YoutuEmbedder,
+    directory: Path,
+    passages: dict[str, tuple[str, str]],
+    **metadata: str | int,
+) -> ChromaStore:
+    """A new on-disk collection holding ``passages`` (id -> (text, source)), each record's
+    metadata its ``source`` plus ``metadata``."""
+    store = ChromaStore.open(embedder, persist_dir=directory / "db")
+    store.upsert(
+        list(passages),
+        [text for text, _ in passages.values()],
+        [{"source": source, **metadata} for _, source in passages.values()],
+    )
+    return store

@@ -245,18 +245,8 @@ class YoutuEmbedder:
         return self.encode(texts, prefix=self.query_prefix)
 
     def encode_documents(self, texts: str | Sequence[str]) -> np.ndarray:
-        """Embed documents (passages) with the document instruction, empty by default.
-
-        Args:
-            texts: one document or a sequence of them.
-
-        Returns:
-            An (n, dimension) float32 array of unit vectors, in input order.
-
-        Raises:
-            TypeError: a text is not a string (the message names its index).
-            ValueError: a text is empty, or has no token left once the prefix is masked.
-        """
+        """:meth:`encode_queries` for documents (passages): the document instruction, empty by
+        default, instead of the query instruction."""
         return self.encode(texts, prefix=self.document_prefix)
 
     def encode(self, texts: str | Sequence[str], prefix: str = "") -> np.ndarray:

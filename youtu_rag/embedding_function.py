@@ -92,18 +92,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         return list(self.embedder.encode_documents(input))
 
     def embed_query(self, input: Documents) -> Embeddings:
-        """Embed search queries with the query instruction.
-
-        Args:
-            input: the queries.
-
-        Returns:
-            One float32 vector per query, in order.
-
-        Raises:
-            TypeError: a text is not a string (the message names its index).
-            ValueError: a text is empty or whitespace only.
-        """
+        """``__call__`` for search queries: the query instruction instead of the document one."""
         return list(self.embedder.encode_queries(input))
 
     @staticmethod

@@ -162,16 +162,8 @@ def ndcg_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> f
 
 
 def recall_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    """Share of the relevant documents (grade >= 1) found in the top k.
-
-    Args:
-        relevance: document id -> judged grade.
-        ranking: document ids, best first.
-        k: the cut-off.
-
-    Returns:
-        The share in [0, 1]; 0 when nothing relevant is judged.
-    """
+    """Share of the relevant documents (grade >= 1) found in the top k, in [0, 1]; arguments
+    as for :func:`ndcg_at_k`, 0 when nothing relevant is judged."""
     relevant = {doc_id for doc_id, grade in relevance.items() if grade >= 1}
     if not relevant:
         return 0.0
@@ -179,16 +171,8 @@ def recall_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) ->
 
 
 def mrr_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    """Reciprocal rank of the first relevant document in the top k.
-
-    Args:
-        relevance: document id -> judged grade.
-        ranking: document ids, best first.
-        k: the cut-off.
-
-    Returns:
-        1 / rank of the first relevant document, or 0 when none is in the top k.
-    """
+    """Reciprocal rank of the first relevant document in the top k, 0 when none is there;
+    arguments as for :func:`ndcg_at_k`."""
     for position, doc_id in enumerate(ranking[:k], start=1):
         if relevance.get(doc_id, 0) >= 1:
             return 1.0 / position
@@ -271,19 +255,9 @@ def chroma_search(
 ) -> Run:
     """Top-k through a fresh on-disk Chroma collection (HNSW, cosine space) at ``path``.
 
-    Scores are ``1 - distance``, the cosine similarity, so runs compare with
-    :func:`exact_search`. A collection left there by an earlier evaluation is replaced.
-
-    Args:
-        query_vectors: (queries, dim) array.
-        query_ids: their ids, in row order.
-        doc_vectors: (documents, dim) array.
-        doc_ids: their ids, in row order.
-        k: results per query.
-        path: the database directory.
-
-    Returns:
-        Query id -> document id -> score for the top k HNSW returned.
+    Takes :func:`exact_search`'s arguments, with ``path`` (the database directory) in place of
+    ``chunk``, and returns the same kind of run: scores are ``1 - distance``, the cosine
+    similarity. A collection left there by an earlier evaluation is replaced.
     """
     import chromadb
     from chromadb.config import Settings

@@ -59,33 +59,20 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return summed / weights.sum(dim=1).clamp(min=1.0)
 
 
-def first_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The state at each row's first position where ``mask`` is 1 (``[CLS]`` pooling).
+def kept_position(mask: torch.Tensor, which: Literal["first", "last"]) -> torch.Tensor:
+    """Each row's first or last position where ``mask`` is 1.
 
     Args:
-        hidden: states of shape (batch, seq, dim).
         mask: 0/1 of shape (batch, seq), at least one 1 per row.
+        which: ``"first"`` (``[CLS]`` pooling) or ``"last"`` (last-token pooling).
 
     Returns:
-        A (batch, dim) float32 tensor.
+        A (batch,) tensor of positions.
     """
-    index = mask.int().argmax(dim=1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index].to(torch.float32)
-
-
-def last_token(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The state at each row's last position where ``mask`` is 1 (last-token pooling).
-
-    Args:
-        hidden: states of shape (batch, seq, dim).
-        mask: 0/1 of shape (batch, seq), at least one 1 per row.
-
-    Returns:
-        A (batch, dim) float32 tensor.
-    """
-    width = mask.shape[1]
-    index = width - 1 - mask.int().flip(dims=(1,)).argmax(dim=1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index].to(torch.float32)
+    kept = mask.int()
+    if which == "first":
+        return kept.argmax(dim=1)
+    return kept.shape[1] - 1 - kept.flip(dims=(1,)).argmax(dim=1)
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:
@@ -105,11 +92,11 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: PoolingMode) -> torch.T
     """
     if mode == "mean":
         return masked_mean(hidden, mask)
-    if mode == "cls":
-        return first_token(hidden, mask)
-    if mode == "lasttoken":
-        return last_token(hidden, mask)
-    raise ValueError(f"unknown pooling mode {mode!r}; use one of {POOLING_MODES}")
+    if mode not in ("cls", "lasttoken"):
+        raise ValueError(f"unknown pooling mode {mode!r}; use one of {POOLING_MODES}")
+    index = kept_position(mask, "first" if mode == "cls" else "last")
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    return hidden[rows, index.to(hidden.device)].to(torch.float32)
 
 
 def l2_normalize(vectors: torch.Tensor) -> torch.Tensor:

@@ -34,8 +34,8 @@ _ONE_PROCESS = "not supported: the model runs in this process, on one device"
 FOREIGN_OPTIONS = {
     "normalize": _NORMALISED,
     "normalize_embeddings": _NORMALISED,
-    "model_kwargs": "pass device= and dtype= directly (model_kwargs={'device': 'cuda'} -> "
-    "device='cuda')",
+    "model_kwargs": "pass device= and dtype= directly: model_kwargs={'device': 'cuda'} is "
+    "device='cuda'",
     "encode_kwargs": "pass batch_size= directly; vectors are always L2-normalised",
     "query_encode_kwargs": "pass batch_size= directly; the query instruction is query_instruction=",
     "cache_folder": "set HF_HOME, or pass a local directory as the model",

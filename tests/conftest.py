@@ -18,6 +18,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 
+from tests.server_process import QUERY_INSTRUCTION, youtu_rag_serve
 from tests.tiny_youtu import build_tiny_youtu
 from youtu_rag import MINILM, YoutuEmbedder
 
@@ -81,3 +82,24 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             server.kill()
             server.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def minilm_instructed() -> YoutuEmbedder:
+    """In process, what the ``youtu_server`` fixture serves."""
+    return YoutuEmbedder(MINILM, device="cpu", query_instruction=QUERY_INSTRUCTION)
+
+
+@pytest.fixture(scope="session")
+def youtu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real ``youtu-rag serve`` (MiniLM with a query instruction) on 127.0.0.1."""
+    with youtu_rag_serve(
+        tmp_path_factory.mktemp("youtu_server"),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--query-instruction",
+        QUERY_INSTRUCTION,
+    ) as server:
+        yield server.url

@@ -169,3 +169,41 @@ def test_bench_encode_builds_a_random_model_of_the_published_width() -> None:
 def test_bench_usage_errors_exit_non_zero(argv: list[str]) -> None:
     result = CliRunner().invoke(app, argv)
     assert result.exit_code != 0
+
+
+def test_bench_serve_command_json() -> None:
+    """Both servers, the in-process baseline and every client count end up in the report."""
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "serve",
+            "--beir",
+            str(SAMPLE),
+            "--model",
+            MINILM,
+            "--requests",
+            "6",
+            "--repeats",
+            "1",
+            "--clients",
+            "1",
+            "--clients",
+            "3",
+            "--threads",
+            "1",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["requests"], report["texts_per_request"], report["threads"]) == (6, 1, 1)
+    assert set(report["server"]) == {"dynamic_batching", "one_request_per_forward"}
+    assert set(report["batching_gain"]) == {"1", "3"} and min(report["batching_gain"].values()) > 0
+    for row in [*report["in_process"].values(), *report["server"]["dynamic_batching"].values()]:
+        assert row["texts_per_s"] > 0 and row["tokens_per_s"] > row["texts_per_s"]
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+    # Without batching, a forward pass holds exactly one request: here, one text.
+    for row in report["server"]["one_request_per_forward"].values():
+        assert row["texts_per_forward"] == 1
+    assert report["machine"]["logical_cpus"] >= 1 and report["machine"]["cpu"]

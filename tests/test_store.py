@@ -61,6 +61,7 @@ def test_collection_is_cosine_and_records_the_fingerprint(
     assert store.collection.configuration_json["hnsw"]["space"] == "cosine"
     metadata = store.collection.metadata or {}
     assert {key: metadata[key] for key in fingerprint(minilm)} == {
+        "youtu_rag:backend": "local",
         "youtu_rag:model": "sentence-transformers/all-MiniLM-L6-v2",
         "youtu_rag:dimension": 384,
         "youtu_rag:query_prefix": "",

@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
@@ -21,12 +22,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from youtu_rag.embedder import DEFAULT_BATCH_SIZE
+from youtu_rag.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
 from youtu_rag.profiles import YOUTU_EMBEDDING
 from youtu_rag.store import DEFAULT_COLLECTION, DEFAULT_PERSIST_DIR
 
 if TYPE_CHECKING:
-    from youtu_rag.embedder import YoutuEmbedder
+    from youtu_rag.backends import Embedder
+    from youtu_rag.ingest import IngestReport
     from youtu_rag.store import ChromaStore
 
 app = typer.Typer(
@@ -42,7 +44,13 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 R = TypeVar("R")
 
 ModelOption = Annotated[
-    str, typer.Option("--model", "-m", help="Hub id or local directory of the embedding model.")
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id or local directory of the embedding model, or tencent-cloud:MODEL for "
+        "the Tencent Cloud API (credentials from TENCENTCLOUD_SECRET_ID / _KEY).",
+    ),
 ]
 DeviceOption = Annotated[
     str | None, typer.Option("--device", help="cuda, mps or cpu (default: the best available).")
@@ -165,15 +173,15 @@ def _one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _load_embedder(options: ModelOptions) -> YoutuEmbedder:
+def _load_embedder(options: ModelOptions) -> Embedder:
     """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
-    from youtu_rag.embedder import YoutuEmbedder
+    from youtu_rag.backends import create_embedder
 
     model = options.model
     if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
         raise FileNotFoundError(f"--model {model}: no such directory")
     try:
-        return YoutuEmbedder(model, device=options.device, dtype=options.dtype)
+        return create_embedder(model, device=options.device, dtype=options.dtype)
     except OSError as error:
         raise RuntimeError(
             f"cannot load model {model!r}: {_one_line(error)} To work offline, pass --model "
@@ -227,7 +235,11 @@ def index(
     ],
     chunk_size: Annotated[
         int | None,
-        typer.Option("--chunk-size", help="Tokens per chunk (default: 512, or the model's limit)."),
+        typer.Option(
+            "--chunk-size",
+            help="Tokens per chunk (default: 512, or the model's limit; for tencent-cloud: "
+            "characters, default 2000).",
+        ),
     ] = None,
     chunk_overlap: Annotated[
         int | None,
@@ -238,6 +250,25 @@ def index(
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove chunks of files under PATHS that are gone.")
     ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option("--ray", help="Chunk and embed on a Ray cluster, writing to --url's server."),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Cluster to join ('auto': the one on this machine; default: RAY_ADDRESS, "
+            "else a new local one). Implies --ray.",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int, typer.Option("--ray-workers", min=1, help="Model actors on Ray, one model each.")
+    ] = 1,
+    ray_gpus_per_worker: Annotated[
+        float,
+        typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per actor (0: share the CPUs)."),
+    ] = 0,
     *,
     store_options: StoreOptions,
     model_options: ModelOptions,
@@ -245,16 +276,37 @@ def index(
     """Chunk, embed and store files; re-runs write only what changed."""
     from youtu_rag.ingest import find_files, ingest
 
-    find_files(paths)  # a mistyped path fails before the model loads
-    store = _open_store(store_options, model_options, create=True)
-    report = ingest(
-        store,
-        paths,
-        chunk_size=chunk_size,
-        chunk_overlap=chunk_overlap,
-        prune=prune,
-        show_progress=True,
-    )
+    if ray or ray_address is not None:
+        from youtu_rag.backends import is_remote
+
+        model = model_options.model
+        if is_remote(model):
+            raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")
+        report = _index_on_ray(
+            paths,
+            ray_address,
+            url=store_options.url,
+            collection=store_options.collection,
+            model=model,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            prune=prune,
+            concurrency=ray_workers,
+            num_gpus=ray_gpus_per_worker,
+            device=model_options.device,
+            dtype=model_options.dtype,
+        )
+    else:
+        find_files(paths)  # a mistyped path fails before the model loads
+        store = _open_store(store_options, model_options, create=True)
+        report = ingest(
+            store,
+            paths,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            prune=prune,
+            show_progress=True,
+        )
     pruned = f", {report.pruned_files} deleted files pruned" if prune else ""
     console.print(
         f"Indexed {report.files} files into {store_options.collection!r}: "
@@ -263,6 +315,32 @@ def index(
         f"{report.chunks_written} chunks written, {report.chunks_deleted} removed; "
         f"{report.total_chunks} chunks in total.",
     )
+
+
+def _ray_cluster(address: str | None) -> AbstractContextManager[None]:
+    """Join or start a Ray cluster (extra ``ray``); Ray's own logs stay quiet without -v.
+
+    Its errors still arrive: as exceptions, and a run that cannot go on fails.
+    """
+    try:
+        from youtu_rag.distributed import ray_cluster
+    except ImportError as error:
+        raise RuntimeError(f"this needs Ray ({error}): pip install 'youtu-rag[ray]'") from error
+
+    level = logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.ERROR
+    logging.getLogger("ray.data").setLevel(level)  # Ray Data sets its own level
+    return ray_cluster(address, logging_level=level)
+
+
+def _index_on_ray(
+    paths: list[Path], address: str | None, *, url: str | None, **options: Any
+) -> IngestReport:
+    if url is None:
+        raise ValueError("--ray writes through a Chroma server: pass --url http://HOST:PORT")
+    with _ray_cluster(address):
+        from youtu_rag.distributed import index_with_ray
+
+        return index_with_ray(paths, url=url, show_progress=True, **options)
 
 
 @app.command()
@@ -382,9 +460,12 @@ def verify(
 
     Exit 0 on PASS (every score within 2e-3), 1 otherwise. Run it first after downloading a model.
     """
+    from youtu_rag.backends import is_remote
     from youtu_rag.verify import TOLERANCE, WEATHER_DOCUMENTS, WEATHER_QUERY
     from youtu_rag.verify import verify as run_verify
 
+    if is_remote(model):
+        raise ValueError(f"verify checks a model loaded here, not an API: {model}")
     try:
         result = run_verify(model, device=device, dtype=dtype)
     except OSError as error:
@@ -412,6 +493,148 @@ def verify(
     lines.append("PASS" if result.passed else "FAIL")
     console.print("\n".join(lines))
     raise typer.Exit(0 if result.passed else 1)
+
+
+# --- serve -------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8080,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Texts per forward pass, at most.")
+    ] = DEFAULT_BATCH_SIZE,
+    max_batch_tokens: Annotated[
+        int,
+        typer.Option("--max-batch-tokens", min=1, help="Padded tokens per forward pass, at most."),
+    ] = DEFAULT_MAX_BATCH_TOKENS,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            "--max-wait-ms", min=0, help="How long a batch that is not full waits for more texts."
+        ),
+    ] = 2.0,
+    max_requests_per_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--max-requests-per-batch",
+            min=1,
+            help="Requests sharing one forward pass (default: as many as fit; 1: none shared).",
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option("--max-length", min=1, help="Tokens per text (default: the model's)."),
+    ] = None,
+    query_instruction: Annotated[
+        str | None,
+        typer.Option(
+            "--query-instruction",
+            help="Query task text or a C-MTEB preset name (default: the model's).",
+        ),
+    ] = None,
+    document_instruction: Annotated[
+        str | None,
+        typer.Option("--document-instruction", help="Document task text (default: none)."),
+    ] = None,
+    max_texts_per_request: Annotated[
+        int, typer.Option("--max-texts-per-request", min=1, help="Texts in one request, at most.")
+    ] = 2048,
+    max_text_chars: Annotated[
+        int, typer.Option("--max-text-chars", min=1, help="Characters in one text, at most.")
+    ] = 100_000,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, help="Request body size, at most.")
+    ] = 16 * 1024 * 1024,
+    max_queued_texts: Annotated[
+        int,
+        typer.Option("--max-queued-texts", min=1, help="Texts waiting before requests get 429."),
+    ] = 65_536,
+    request_timeout: Annotated[
+        float,
+        typer.Option("--request-timeout", min=0.001, help="Seconds before a request gets 503."),
+    ] = 60.0,
+    auto_truncate: Annotated[
+        bool,
+        typer.Option(
+            "--auto-truncate", help="Cut texts longer than the model's limit instead of a 400."
+        ),
+    ] = False,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="Environment variable holding the API key clients must send as a bearer token.",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="torch CPU threads (default: torch's). 1 is faster on a busy, shared CPU.",
+        ),
+    ] = None,
+    *,
+    model_options: ModelOptions,
+) -> None:
+    """An OpenAI-compatible /v1/embeddings server: one loaded model shared by every client."""
+    import os
+
+    import torch
+
+    from youtu_rag.embedder import YoutuEmbedder
+    from youtu_rag.server import BatchingOptions, EmbeddingService, ServerLimits
+    from youtu_rag.server import serve as run_server
+
+    model = model_options.model
+    api_key = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env, "")
+        if not api_key.strip():
+            raise ValueError(f"--api-key-env {api_key_env}: that environment variable is empty")
+    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        raise FileNotFoundError(f"--model {model}: no such directory")
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    def load() -> YoutuEmbedder:
+        return YoutuEmbedder(
+            model,
+            device=model_options.device,
+            dtype=model_options.dtype,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            max_length=max_length,
+            query_instruction=query_instruction,
+            document_instruction=document_instruction,
+        )
+
+    service = EmbeddingService(
+        load,
+        limits=ServerLimits(
+            max_texts_per_request=max_texts_per_request,
+            max_text_chars=max_text_chars,
+            max_body_bytes=max_body_bytes,
+            request_timeout_s=request_timeout,
+            max_queued_texts=max_queued_texts,
+            auto_truncate=auto_truncate,
+        ),
+        batching=BatchingOptions(
+            max_wait_ms=max_wait_ms, max_requests_per_batch=max_requests_per_batch
+        ),
+        api_key=api_key,
+    )
+    logging.getLogger("youtu_rag").setLevel(logging.INFO)
+    err_console.print(
+        f"Serving {model} on http://{host}:{port}/v1 (loading; GET /health says when ready)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    run_server(service, host=host, port=port)
 
 
 # --- eval, bench -------------------------------------------------------------------------------
@@ -475,11 +698,11 @@ def eval_command(
     model_options: ModelOptions,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset, computed as MTEB computes them."""
-    from youtu_rag.embedder import YoutuEmbedder
+    from youtu_rag.backends import create_embedder
     from youtu_rag.evaluation import evaluate, load_beir
 
     dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
-    embedder = YoutuEmbedder(
+    embedder = create_embedder(
         model_options.model,
         device=model_options.device,
         dtype=model_options.dtype,
@@ -543,9 +766,12 @@ def bench_encode_command(
 
     import torch
 
+    from youtu_rag.backends import is_remote
     from youtu_rag.bench import bench_encode, load_bench_texts
     from youtu_rag.random_checkpoint import UtuShape, build_random_utu
 
+    if is_remote(model):
+        raise ValueError(f"bench encode times local inference; {model} runs in the cloud")
     if threads is not None:
         torch.set_num_threads(threads)
     texts = load_bench_texts(beir, limit)
@@ -588,6 +814,98 @@ def bench_encode_command(
                 f"vs {baseline}": f"{row['docs_per_s'] / base:.2f}x",
             }
             for name, row in result["methods"].items()
+        ],
+    )
+
+
+@bench_app.command("serve")
+@handle_errors
+def bench_serve_command(
+    beir: BeirOption,
+    requests: Annotated[
+        int, typer.Option("--requests", min=1, help="Requests per run (each client count).")
+    ] = 256,
+    texts_per_request: Annotated[
+        int, typer.Option("--texts-per-request", min=1, help="Texts in each request.")
+    ] = 1,
+    input_type: Annotated[
+        str,
+        typer.Option("--input-type", help="query (the BEIR queries) or document (the corpus)."),
+    ] = "query",
+    clients: Annotated[
+        list[int] | None,
+        typer.Option("--clients", min=1, help="Concurrent clients; repeat (default: 1, 8, 32)."),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Rounds; each run keeps its fastest.")
+    ] = 2,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="torch threads, here and in servers.")
+    ] = None,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", min=0, help="The batching server's wait.")
+    ] = 2.0,
+    as_json: EvalJsonOption = False,
+    *,
+    model_options: ModelOptions,
+) -> None:
+    """texts/s, tokens/s and p50/p99 latency of a youtu-rag server (with and without dynamic
+    batching) against the same model in process, with 1, 8 and 32 concurrent clients."""
+    from youtu_rag.bench_serve import bench_serve, load_requests
+
+    if input_type not in ("query", "document"):
+        raise ValueError(f"--input-type must be query or document, got {input_type!r}")
+    result = bench_serve(
+        model_options.model,
+        load_requests(beir, input_type, requests, texts_per_request),
+        input_type=input_type,
+        clients=tuple(clients or (1, 8, 32)),
+        repeats=repeats,
+        threads=threads,
+        device=model_options.device,
+        dtype=model_options.dtype,
+        batch_size=batch_size,
+        max_wait_ms=max_wait_ms,
+        progress=None if as_json else err_console.print,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    labels = {
+        "one_request_at_a_time": "in process, sequential",
+        "all_texts_in_one_call": "in process, one call",
+        "dynamic_batching": "serve, batching",
+        "one_request_per_forward": "serve, 1 request/forward",
+    }
+    rows: list[dict[str, Any]] = []
+    for name, row in result["in_process"].items():
+        rows.append({"method": labels[name], "clients": 1, **row})
+    for mode, by_clients in result["server"].items():
+        for count, row in by_clients.items():
+            rows.append({"method": labels[mode], "clients": count, **row})
+    cpu = result["machine"]
+    _print_rows(
+        f"{result['model']} on {result['device']} ({cpu['cpu']}, {cpu['logical_cpus']} logical "
+        f"CPUs, {result['threads']} torch threads): {result['requests']} requests of "
+        f"{result['texts_per_request']} {result['input_type']} text(s); batching gain "
+        + ", ".join(
+            f"{gain:.2f}x at {count} clients" for count, gain in result["batching_gain"].items()
+        ),
+        [
+            {
+                "method": row["method"],
+                "clients": row["clients"],
+                "texts/s": row["texts_per_s"],
+                "tokens/s": row["tokens_per_s"],
+                "p50 ms": row["p50_ms"],
+                "p99 ms": row["p99_ms"],
+                "texts/forward": ""
+                if row["texts_per_forward"] is None
+                else row["texts_per_forward"],
+                "vs in process": f"{row['vs_in_process']:.2f}x",
+            }
+            for row in rows
         ],
     )
 
@@ -637,4 +955,73 @@ def bench_retrieval_command(
         f"queries, top {k}, "
         f"ef_search {result['ef_search']}",
         result["results"],
+    )
+
+
+@bench_app.command("index")
+@handle_errors
+def bench_index_command(
+    beir: BeirOption,
+    url: Annotated[
+        str, typer.Option("--url", help="Chroma server every run writes to (fresh collections).")
+    ],
+    model: ModelOption = DEFAULT_MODEL,
+    limit: Annotated[
+        int, typer.Option("--limit", min=2, help="Documents, one file each (the first N).")
+    ] = 600,
+    workers: Annotated[
+        list[int] | None,
+        typer.Option("--ray-workers", min=1, help="Ray worker counts to time (default: 1, 2)."),
+    ] = None,
+    small: Annotated[
+        int, typer.Option("--small", min=1, help="Files of the small corpus (Ray's fixed cost).")
+    ] = 5,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Cluster to join (default: a local one).")
+    ] = None,
+    gpus: Annotated[
+        float, typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per Ray worker.")
+    ] = 0,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
+    ] = 1,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """docs/s indexing files locally and on Ray with 1, 2, ... workers, and Ray's fixed cost."""
+    import time
+
+    from youtu_rag.bench import bench_index, load_bench_texts
+
+    texts = load_bench_texts(beir, limit)
+    start = time.perf_counter()
+    with _ray_cluster(ray_address):
+        ray_start = time.perf_counter() - start
+        result = bench_index(
+            model,
+            texts,
+            url=url,
+            workers=workers or [1, 2],
+            small=small,
+            num_gpus=gpus,
+            repeats=repeats,
+        )
+    result["ray_start_s"] = ray_start
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_rows(
+        f"{result['model']}: indexing {result['documents']} files into a Chroma server on "
+        f"{result['machine']}; Ray start {ray_start:.1f}s, Ray's fixed cost per run "
+        f"{result['ray_fixed_cost_s']:.1f}s",
+        [
+            {
+                "method": row["method"],
+                "files": row["files"],
+                "chunks": row["chunks"],
+                "seconds": row["seconds"],
+                "docs/s": row["docs_per_s"],
+                "vs local": f"{row['vs_local']:.2f}x",
+            }
+            for row in result["runs"]
+        ],
     )

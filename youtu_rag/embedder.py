@@ -10,11 +10,13 @@ import inspect
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from youtu_rag.instructions import Side, format_prefix, resolve_task
 from youtu_rag.loading import Backbone, load_backbone, resolve_device, resolve_dtype
@@ -58,6 +60,45 @@ def validate_texts(texts: str | Iterable[str]) -> list[str]:
     return items
 
 
+def tokenize(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], prefix: str, max_length: int
+) -> BatchEncoding:
+    """``prefix + text`` as the model reads it: special tokens added, cut at ``max_length``,
+    with the character offsets the text mask is computed from."""
+    tokenized: BatchEncoding = tokenizer(
+        [prefix + text for text in texts],
+        add_special_tokens=True,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+        return_attention_mask=False,
+    )
+    return tokenized
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Tokens per text as a forward pass sees them (prefix and special tokens included, after
+    truncation), and which texts were cut: the unit of the batch budget and of a server's bill."""
+
+    lengths: list[int]
+    truncated: list[int]
+
+
+def count_tokens(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], prefix: str, max_length: int
+) -> TokenCounts:
+    """:func:`tokenize`'s lengths; a server calls it with its own copy of the tokenizer, since
+    one tokenizer must not be called from two threads at once."""
+    tokenized = tokenize(tokenizer, texts, prefix, max_length)
+    return TokenCounts(
+        lengths=[len(ids) for ids in tokenized["input_ids"]],
+        truncated=[
+            i for i, encoding in enumerate(tokenized.encodings or []) if encoding.overflowing
+        ],
+    )
+
+
 class YoutuEmbedder:
     """Instruction-masked pooling embedder over a Hugging Face encoder or decoder.
 
@@ -67,6 +108,8 @@ class YoutuEmbedder:
     loaded backbone; a copy or an unpickled embedder is rebuilt from its arguments and shares it
     too, instead of carrying the weights.
     """
+
+    backend = "local"
 
     def __init__(
         self,
@@ -271,19 +314,12 @@ class YoutuEmbedder:
         output = np.empty((len(items), self.dimension), dtype=np.float32)
         if not items:
             return output
-        tokenized = self.backbone.tokenizer(
-            [prefix + text for text in items],
-            add_special_tokens=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-        )
+        tokenized = tokenize(self.backbone.tokenizer, items, prefix, self.max_length)
         token_ids: list[list[int]] = tokenized["input_ids"]
         packed = _Packed.from_lists(
             token_ids, [[end for _, end in offsets] for offsets in tokenized["offset_mapping"]]
         )
-        truncated = sum(1 for encoding in tokenized.encodings if encoding.overflowing)
+        truncated = sum(1 for encoding in tokenized.encodings or [] if encoding.overflowing)
         if truncated:
             logger.warning(
                 "%d of %d texts exceed %d tokens and were truncated",
@@ -320,6 +356,16 @@ class YoutuEmbedder:
                 progress.update(len(rows))
         return output
 
+    def token_counts(self, texts: str | Sequence[str], prefix: str = "") -> TokenCounts:
+        """Tokens each ``prefix + text`` takes in a forward pass, as :meth:`encode` cuts them."""
+        return count_tokens(self.backbone.tokenizer, validate_texts(texts), prefix, self.max_length)
+
+    def rows_per_batch(self, width: int, cap: int | None = None) -> int:
+        """How many rows one forward pass takes when its longest row has ``width`` tokens:
+        ``batch_size`` (or ``cap``), and no more than the padded-token budget allows."""
+        rows_by_budget = max(1, self.max_batch_tokens // max(width, 1))
+        return min(self.batch_size if cap is None else cap, rows_by_budget)
+
     def _next_batch(
         self, order: list[int], start: int, cap: int, token_ids: list[list[int]]
     ) -> list[int]:
@@ -328,8 +374,7 @@ class YoutuEmbedder:
         ``order`` runs longest first, so the first row's length is the batch's padded width.
         """
         width = len(token_ids[order[start]])
-        rows_by_budget = max(1, self.max_batch_tokens // max(width, 1))
-        return order[start : start + min(cap, rows_by_budget)]
+        return order[start : start + self.rows_per_batch(width, cap)]
 
     def _embed_rows(self, rows: list[int], packed: _Packed, prefix_chars: int) -> np.ndarray:
         pad_id = self.backbone.tokenizer.pad_token_id

@@ -16,9 +16,12 @@ import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from youtu_rag.backends import Embedder, TextEmbedder
 from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.http_embedder import HttpEmbedder
 from youtu_rag.loading import resolve_device
 from youtu_rag.settings import EmbedderSettings
+from youtu_rag.tencent_cloud import TencentCloudEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -37,20 +40,28 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
     """Chroma embedding function over :class:`~youtu_rag.YoutuEmbedder`.
 
     Takes the embedder's options (:class:`~youtu_rag.settings.EmbedderSettings`: unknown ones
-    raise); use :meth:`from_embedder` to wrap one already loaded. The embedder cannot be
-    swapped afterwards, so :meth:`get_config` always describes the vectors it makes.
+    raise), ``tencent-cloud:<model>`` for the Tencent Cloud API; use :meth:`from_embedder` to
+    wrap one already loaded. With ``base_url=`` it embeds through a ``youtu-rag serve`` server
+    instead of loading the model (``api_key=`` or ``YOUTU_RAG_API_KEY`` for its key, which is
+    never stored). The embedder cannot be swapped afterwards, so :meth:`get_config` always
+    describes the vectors it makes.
     """
+
+    _embedder: TextEmbedder | None
+    _config: dict[str, Any]
 
     def __init__(self, model_name_or_path: str | None = None, **options: Any) -> None:
         """Build the embedder.
 
         Args:
-            model_name_or_path: hub id or local directory (``None``: Youtu-Embedding, unless
-                an alias such as ``model=`` names it).
-            **options: further :class:`~youtu_rag.settings.EmbedderSettings` options.
+            model_name_or_path: hub id, local directory or ``tencent-cloud:<model>``
+                (``None``: Youtu-Embedding, unless an alias such as ``model=`` names it).
+            **options: further :class:`~youtu_rag.settings.EmbedderSettings` options,
+                ``base_url=`` and ``api_key=`` included.
 
         Raises:
             pydantic.ValidationError: an option is unknown or invalid.
+            ValueError: an option is set that the chosen backend cannot honour.
             OSError: the model cannot be found.
         """
         if model_name_or_path is not None:
@@ -58,7 +69,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         self._embedder = EmbedderSettings(**options).build()
 
     @classmethod
-    def from_embedder(cls, embedder: YoutuEmbedder) -> YoutuEmbeddingFunction:
+    def from_embedder(cls, embedder: TextEmbedder | Embedder) -> YoutuEmbeddingFunction:
         """Wrap an existing embedder, sharing its loaded model and settings.
 
         Args:
@@ -72,8 +83,14 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         return function
 
     @property
-    def embedder(self) -> YoutuEmbedder:
-        """The core embedder doing the work."""
+    def embedder(self) -> TextEmbedder:
+        """The embedder; one rebuilt from a stored config loads on first use.
+
+        Chroma (1.5) rebuilds a collection's function from its config on every write and schema
+        read, where nothing is embedded: a writer of ready-made vectors loads no model.
+        """
+        if self._embedder is None:
+            self._embedder = EmbedderSettings(**self._config).build()
         return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
@@ -110,12 +127,21 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
 
         The values are the resolved ones (device, dtype, instructions, pooling), so a later
         version with other defaults still rebuilds the same vectors. Progress display is left
-        out: it belongs to the process, not to the collection.
+        out: it belongs to the process, not to the collection; so are API credentials and a
+        server's API key, read from the environment wherever the function is rebuilt.
 
         Returns:
             :class:`~youtu_rag.settings.EmbedderSettings` options.
         """
-        embedder = self.embedder
+        if self._embedder is None:
+            return dict(self._config)
+        embedder = self._embedder
+        if isinstance(embedder, HttpEmbedder):
+            return {"base_url": embedder.base_url, "model_name_or_path": embedder.model_name}
+        if isinstance(embedder, TencentCloudEmbedder):
+            return {"model_name_or_path": embedder.model_name, **embedder.settings()}
+        if not isinstance(embedder, YoutuEmbedder):
+            raise TypeError(f"cannot describe {type(embedder).__name__} in a collection config")
         return {
             "model_name_or_path": embedder.model_name,
             "device": str(embedder.backbone.device),
@@ -133,7 +159,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> YoutuEmbeddingFunction:
-        """Rebuild from :meth:`get_config`; the shared model cache makes repeat builds cheap.
+        """Rebuild from :meth:`get_config`; the model loads on first use, from the shared cache.
 
         Chroma rebuilds the function on every add or query of a reopened collection. A collection
         made on a GPU machine stays usable on one without: an unavailable device falls back to
@@ -156,4 +182,8 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             logger.warning("device %s is not available here; using %s", device, fallback)
             options["device"] = fallback
             options["dtype"] = None
-        return YoutuEmbeddingFunction(**options)
+        EmbedderSettings(**options)  # an unknown or invalid option fails here, not on first use
+        function = YoutuEmbeddingFunction.__new__(YoutuEmbeddingFunction)
+        function._embedder = None
+        function._config = options
+        return function

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.backends import Embedder
 
 #: query id -> document id -> graded relevance (>= 1 is relevant).
 Qrels = dict[str, dict[str, int]]
@@ -320,7 +320,7 @@ def overlap_at_k(approximate: Run, exact: Run, k: int) -> float:
 
 
 def evaluate(
-    embedder: YoutuEmbedder,
+    embedder: Embedder,
     dataset: BeirDataset,
     *,
     k_values: Sequence[int] = DEFAULT_K_VALUES,

@@ -10,24 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter, TextSplitter
 from tqdm.auto import tqdm
 
+from youtu_rag.backends import Embedder
 from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.store import ChromaStore
+from youtu_rag.store import ChromaRecords, ChromaStore
 
 logger = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+TEXT_SUFFIXES = frozenset({".txt"}) | MARKDOWN_SUFFIXES
 PDF_SUFFIX = ".pdf"
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {PDF_SUFFIX}
 #: Chunk size when none is given, capped by the model's limit (a few paragraphs: precise enough
 #: to cite, long enough to stand alone in a prompt).
 DEFAULT_CHUNK_TOKENS = 512
+#: The same for an API model, whose limit is in characters (2000 characters: ~500 English tokens).
+DEFAULT_CHUNK_CHARACTERS = 2000
 #: Chunks embedded and written together.
 DEFAULT_BATCH_SIZE = 256
 
@@ -113,15 +117,19 @@ def read_text(path: Path) -> str:
     return "\n\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
 
 
-def chunk_limit(embedder: YoutuEmbedder) -> int:
+def chunk_limit(embedder: Embedder) -> int:
     """The most tokens a chunk may have so that prefix, special tokens and chunk fit the model.
+
+    An API model without a local tokenizer counts characters, up to its own limit.
 
     Args:
         embedder: the embedder the chunks are for.
 
     Returns:
-        The limit in tokens.
+        The limit in tokens (characters for an API model).
     """
+    if not isinstance(embedder, YoutuEmbedder):
+        return embedder.max_length
     tokenizer = embedder.backbone.tokenizer
     overhead = len(tokenizer(embedder.document_prefix, add_special_tokens=True)["input_ids"])
     # One token of slack: a chunk tokenized after the prefix may merge differently at the seam.
@@ -129,18 +137,19 @@ def chunk_limit(embedder: YoutuEmbedder) -> int:
 
 
 def make_splitter(
-    embedder: YoutuEmbedder,
+    embedder: Embedder,
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
     *,
     markdown: bool = False,
 ) -> TextSplitter:
-    """A recursive splitter measuring chunks with the embedder's own tokenizer.
+    """A recursive splitter measuring chunks with the embedder's own tokenizer (in characters
+    for an API model).
 
     Args:
         embedder: its tokenizer measures the chunks.
-        chunk_size: tokens per chunk (default :data:`DEFAULT_CHUNK_TOKENS`, or the model's
-            limit if lower).
+        chunk_size: tokens per chunk (default :data:`DEFAULT_CHUNK_TOKENS`, or
+            :data:`DEFAULT_CHUNK_CHARACTERS` for an API model; the model's limit if lower).
         chunk_overlap: tokens shared by neighbours (default an eighth of the size).
         markdown: split on Markdown structure first.
 
@@ -152,10 +161,13 @@ def make_splitter(
             away and never found), or an overlap not below the size.
     """
     limit = chunk_limit(embedder)
-    size = min(DEFAULT_CHUNK_TOKENS, limit) if chunk_size is None else chunk_size
+    local = isinstance(embedder, YoutuEmbedder)
+    default = DEFAULT_CHUNK_TOKENS if local else DEFAULT_CHUNK_CHARACTERS
+    size = min(default, limit) if chunk_size is None else chunk_size
     if not 1 <= size <= limit:
+        unit = "tokens" if local else "characters"
         raise ValueError(
-            f"chunk size must be between 1 and {limit} tokens for {embedder.model_name} "
+            f"chunk size must be between 1 and {limit} {unit} for {embedder.model_name} "
             f"(max length {embedder.max_length}), got {size}"
         )
     overlap = size // 8 if chunk_overlap is None else chunk_overlap
@@ -166,6 +178,10 @@ def make_splitter(
         if markdown
         else None
     )
+    if not isinstance(embedder, YoutuEmbedder):
+        return RecursiveCharacterTextSplitter(
+            chunk_size=size, chunk_overlap=overlap, separators=separators
+        )
     return RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
         embedder.backbone.tokenizer,
         chunk_size=size,
@@ -188,6 +204,53 @@ def chunk_id(source: str, index: int, text: str) -> str:
     path_hash = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
     text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return f"{path_hash}-{index}-{text_hash}"
+
+
+def make_splitters(
+    embedder: Embedder, chunk_size: int | None = None, chunk_overlap: int | None = None
+) -> dict[bool, TextSplitter]:
+    """The plain-text and the markdown splitter (keyed by "is markdown"), see
+    :func:`make_splitter`."""
+    return {
+        markdown: make_splitter(embedder, chunk_size, chunk_overlap, markdown=markdown)
+        for markdown in (False, True)
+    }
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One file's chunks set against what the index already holds for it."""
+
+    source: str
+    chunks: list[str]
+    ids: list[str]
+    new: list[int]
+    """Positions of the chunks not indexed yet."""
+    stale: list[str]
+    """Ids indexed for this file that it no longer has: deleted once the new ones are written."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.chunks
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.new and not self.stale
+
+
+def plan_file(path: Path, splitters: Mapping[bool, TextSplitter], existing: set[str]) -> FilePlan:
+    """Read and chunk ``path``; compare its chunk ids with ``existing``, the ids indexed for it.
+
+    Local :func:`ingest` and the distributed index call this same function, so both agree on
+    every id.
+    """
+    source = str(path)
+    text = read_text(path)
+    splitter = splitters[path.suffix.lower() in MARKDOWN_SUFFIXES]
+    chunks = [chunk for chunk in splitter.split_text(text) if chunk.strip()] if text.strip() else []
+    ids = [chunk_id(source, index, chunk) for index, chunk in enumerate(chunks)]
+    new = [index for index, id_ in enumerate(ids) if id_ not in existing]
+    return FilePlan(source, chunks, ids, new, sorted(existing.difference(ids)))
 
 
 @dataclass
@@ -235,44 +298,34 @@ def ingest(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     files = find_files(paths)
     embedder = store.embedder
-    splitters = {
-        markdown: make_splitter(embedder, chunk_size, chunk_overlap, markdown=markdown)
-        for markdown in (False, True)
-    }
+    splitters = make_splitters(embedder, chunk_size, chunk_overlap)
     batch_size = min(batch_size, store.client.get_max_batch_size())
     report = IngestReport(files=len(files))
     pending = _Pending()
 
     for path in tqdm(files, desc="Indexing", unit="file", disable=not show_progress):
-        source = str(path)
-        existing = store.ids_where({"source": source})
-        text = read_text(path)
-        if not text.strip():
+        plan = plan_file(path, splitters, store.ids_where({"source": str(path)}))
+        if plan.empty:
             report.empty += 1
-            logger.info("%s is empty; skipped", source)
-            pending.stale.extend(existing)
+            logger.info("%s is empty; skipped", plan.source)
+            pending.stale.extend(plan.stale)
             continue
-        markdown = path.suffix.lower() in (".md", ".markdown")
-        chunks = [chunk for chunk in splitters[markdown].split_text(text) if chunk.strip()]
-        ids = [chunk_id(source, index, chunk) for index, chunk in enumerate(chunks)]
-        new = [index for index, id_ in enumerate(ids) if id_ not in existing]
-        stale = existing.difference(ids)
-        if not new and not stale:
+        if plan.unchanged:
             report.unchanged += 1
             continue
         report.changed += 1
-        for index in new:
-            pending.ids.append(ids[index])
-            pending.texts.append(chunks[index])
-            pending.metadatas.append({"source": source, "chunk": index})
-        pending.stale.extend(sorted(stale))
+        for index in plan.new:
+            pending.ids.append(plan.ids[index])
+            pending.texts.append(plan.chunks[index])
+            pending.metadatas.append({"source": plan.source, "chunk": index})
+        pending.stale.extend(plan.stale)
         if len(pending.ids) >= batch_size:
             _flush(store, pending, report)
             pending = _Pending()
     _flush(store, pending, report)
 
     if prune:
-        report.pruned_files = _prune(store, paths, {str(path) for path in files}, report)
+        report.pruned_files = prune_gone(store, paths, {str(path) for path in files}, report)
     report.total_chunks = store.count()
     return report
 
@@ -287,8 +340,8 @@ def _flush(store: ChromaStore, pending: _Pending, report: IngestReport) -> None:
         logger.info("deleted %d replaced chunks", len(pending.stale))
 
 
-def _prune(
-    store: ChromaStore, paths: Sequence[str | Path], seen: set[str], report: IngestReport
+def prune_gone(
+    store: ChromaRecords, paths: Sequence[str | Path], seen: set[str], report: IngestReport
 ) -> int:
     """Delete the chunks of files under ``paths`` that this run no longer found."""
     roots = [Path(path).resolve() for path in paths]

@@ -1,10 +1,13 @@
 """Every embedder option, declared once: the fields of every adapter.
 
-:class:`EmbedderSettings` holds exactly :class:`~youtu_rag.YoutuEmbedder`'s keywords (a test
-keeps them equal), validates them, refuses what it does not understand (naming our equivalent
-where one exists) and builds the embedder. :class:`EmbedderAdapter` adds the built embedder,
-kept in step with the fields: the LangChain and LlamaIndex adapters are subclasses, and the
-Chroma function validates through the settings, so a new option reaches all three in one edit.
+:class:`EmbedderSettings` holds :class:`~youtu_rag.YoutuEmbedder`'s keywords (a test keeps them
+equal) plus the options of the remote embedders (:data:`SERVER_OPTIONS` for a ``youtu-rag
+serve`` server, :data:`TENCENT_CLOUD_OPTIONS` for the Tencent Cloud API), validates them,
+refuses what it does not understand (naming our equivalent where one exists) and builds the
+embedder: the one place where options become an embedder. :class:`EmbedderAdapter` adds the
+built embedder, kept in step with the fields: the LangChain and LlamaIndex adapters are
+subclasses, and the Chroma function validates through the settings, so a new option reaches
+all three in one edit.
 """
 
 from __future__ import annotations
@@ -13,12 +16,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from typing_extensions import Self
 
+from youtu_rag.backends import TextEmbedder, create_embedder, is_remote
 from youtu_rag.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, YoutuEmbedder
+from youtu_rag.http_embedder import HttpEmbedder
 from youtu_rag.pooling import POOLING_MODES, PoolingMode
 from youtu_rag.profiles import YOUTU_EMBEDDING, Pooling
+from youtu_rag.tencent_cloud import TencentCloudEmbedder
 from youtu_rag.utu import Attention
 
 #: Other names of our options, as LangChain's and LlamaIndex's Hugging Face classes spell them,
@@ -52,6 +66,14 @@ FOREIGN_OPTIONS = {
 }
 
 
+#: Fields for embedding through a ``youtu-rag serve`` server instead of a model loaded here.
+SERVER_OPTIONS = ("base_url", "api_key")
+#: Fields that only the Tencent Cloud API (``tencent-cloud:<model>``) understands.
+TENCENT_CLOUD_OPTIONS = ("region", "endpoint", "protocol", "concurrency", "max_retries", "timeout")
+#: Options a server client takes besides its URL, key and model.
+_SERVER_TAKES = ("batch_size", "timeout")
+
+
 def _option(default: Any, description: str, **constraints: Any) -> Any:
     # Frozen field by field, not only model-wide: LlamaIndex assigns its own fields
     # (callback_manager) on a live embedding, and ours must still refuse assignment.
@@ -59,12 +81,16 @@ def _option(default: Any, description: str, **constraints: Any) -> Any:
 
 
 class EmbedderSettings(BaseModel):
-    """Every :class:`~youtu_rag.YoutuEmbedder` option, validated; :meth:`build` makes one.
+    """Every embedder option, validated; :meth:`build` makes the embedder they describe.
 
-    ``None`` keeps the model's own rule (its built-in profile, or its sentence-transformers
-    files). Unknown options raise, naming our equivalent where there is one; ``model`` /
-    ``model_name`` and ``text_instruction`` are accepted for ``model_name_or_path`` and
-    ``document_instruction``.
+    The fields are :class:`~youtu_rag.YoutuEmbedder`'s keywords, then ``base_url`` /
+    ``api_key`` (embed through a ``youtu-rag serve`` server), then the Tencent Cloud API's
+    options (for ``tencent-cloud:<model>``). ``None`` keeps the model's own rule (its built-in
+    profile, or its sentence-transformers files) or the backend's default. Unknown options
+    raise, naming our equivalent where there is one; ``model`` / ``model_name`` and
+    ``text_instruction`` are accepted for ``model_name_or_path`` and ``document_instruction``.
+    Options set to something the chosen backend cannot honour raise in :meth:`build`.
+    ``api_key`` is a secret: never in ``model_dump``, a config or a ``repr``.
 
     Example:
         .. code-block:: python
@@ -83,7 +109,11 @@ class EmbedderSettings(BaseModel):
     )
 
     model_name_or_path: str = _option(
-        YOUTU_EMBEDDING, "Hub id or local directory of the model.", alias="model"
+        YOUTU_EMBEDDING,
+        "Hub id or local directory of the model, or tencent-cloud:MODEL for the Tencent Cloud "
+        "API (credentials from TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY). With "
+        "base_url, a model other than the default is checked against the server's.",
+        alias="model",
     )
     device: str | None = _option(None, "cuda, mps or cpu; None picks the best available.")
     dtype: str | None = _option(
@@ -117,6 +147,30 @@ class EmbedderSettings(BaseModel):
     attention: Attention | None = _option(
         None, "bidirectional or causal, for utu checkpoints; None is bidirectional."
     )
+    base_url: str | None = _option(
+        None,
+        "A youtu-rag serve server to embed with instead of loading the model here; the "
+        "server's model, device and instructions apply.",
+    )
+    api_key: SecretStr | None = _option(
+        None,
+        "The server's API key; None reads YOUTU_RAG_API_KEY if set. Never stored.",
+        exclude=True,
+    )
+    region: str | None = _option(
+        None, "Tencent Cloud region; None: TENCENTCLOUD_REGION or ap-guangzhou."
+    )
+    endpoint: str | None = _option(None, "Tencent Cloud API host or URL; None: the public one.")
+    protocol: str | None = _option(None, "http or https for the Tencent Cloud API; None: https.")
+    concurrency: int | None = _option(
+        None, "Tencent Cloud API calls in flight; None: the API client's default.", ge=1
+    )
+    max_retries: int | None = _option(
+        None, "Retries of a throttled or failed Tencent Cloud call; None: its default.", ge=0
+    )
+    timeout: float | None = _option(
+        None, "Seconds per remote call (server or Tencent Cloud); None: the client's.", gt=0
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -146,21 +200,66 @@ class EmbedderSettings(BaseModel):
         return value
 
     def embedder_options(self) -> dict[str, Any]:
-        """The options as :class:`~youtu_rag.YoutuEmbedder` keywords."""
-        return {name: getattr(self, name) for name in EmbedderSettings.model_fields}
+        """The local options as :class:`~youtu_rag.YoutuEmbedder` keywords."""
+        return {name: getattr(self, name) for name in local_options()}
 
-    def build(self) -> YoutuEmbedder:
-        """The embedder these settings describe (sharing an already loaded backbone).
+    def changed_options(self) -> dict[str, Any]:
+        """The options set to something other than their default, model, URL and key aside."""
+        return {
+            name: getattr(self, name)
+            for name, field in EmbedderSettings.model_fields.items()
+            if name not in ("model_name_or_path", *SERVER_OPTIONS)
+            and getattr(self, name) != field.default
+        }
+
+    def build(self) -> YoutuEmbedder | TencentCloudEmbedder | HttpEmbedder:
+        """The embedder these settings describe: a server's client with ``base_url``, the
+        Tencent Cloud API for ``tencent-cloud:<model>``, else the model loaded here (sharing
+        an already loaded backbone).
 
         Returns:
-            A :class:`~youtu_rag.YoutuEmbedder`.
+            An :class:`~youtu_rag.http_embedder.HttpEmbedder`, a
+            :class:`~youtu_rag.TencentCloudEmbedder` or a :class:`~youtu_rag.YoutuEmbedder`.
 
         Raises:
             OSError: the model cannot be found.
-            ValueError: the model does not accept an option (e.g. ``attention`` on a model that
-                is not a ``utu`` checkpoint).
+            ValueError: an option is set that the chosen backend cannot honour (the message
+                names it), or the model does not accept an option (e.g. ``attention`` on a
+                model that is not a ``utu`` checkpoint).
+            EmbeddingServerError: the server at ``base_url`` refuses the key or serves another
+                model.
         """
+        changed = self.changed_options()
+        if self.base_url is not None:
+            _refuse(changed, _SERVER_TAKES, "with base_url: the server's model settings apply")
+            model = self.model_name_or_path
+            return HttpEmbedder(
+                self.base_url,
+                model=None if model == YOUTU_EMBEDDING else model,
+                api_key=None if self.api_key is None else self.api_key.get_secret_value(),
+                **changed,
+            )
+        if self.api_key is not None:
+            raise ValueError("api_key is for a youtu-rag serve server: pass base_url= too")
+        if is_remote(self.model_name_or_path):
+            return create_embedder(self.model_name_or_path, **changed)
+        _refuse(changed, tuple(local_options()), f"for {self.model_name_or_path} (a local model)")
         return YoutuEmbedder(**self.embedder_options())
+
+
+def local_options() -> list[str]:
+    """The fields that are :class:`~youtu_rag.YoutuEmbedder` keywords, in order."""
+    return [
+        name
+        for name in EmbedderSettings.model_fields
+        if name not in (*SERVER_OPTIONS, *TENCENT_CLOUD_OPTIONS)
+    ]
+
+
+def _refuse(changed: Mapping[str, Any], accepted: tuple[str, ...], why: str) -> None:
+    unknown = sorted(set(changed) - set(accepted))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} cannot be set {why}")
 
 
 def canonical_options(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,16 +307,33 @@ class EmbedderAdapter(EmbedderSettings):
     backbone instead of duplicating the weights, and a pickle carries settings, not weights.
     """
 
-    _embedder: YoutuEmbedder = PrivateAttr()
+    _embedder: TextEmbedder = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
         """Build the embedder once the fields are validated (pydantic calls this)."""
         self._embedder = self.build()
 
     @property
-    def embedder(self) -> YoutuEmbedder:
-        """The core embedder doing the work."""
+    def embedder(self) -> TextEmbedder:
+        """The embedder doing the work (an :class:`~youtu_rag.http_embedder.HttpEmbedder`
+        with ``base_url``)."""
         return self._embedder
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Settings only: the embedder is rebuilt on unpickling (sharing a loaded backbone),
+        and the API key stays behind (the unpickled object reads ``YOUTU_RAG_API_KEY``)."""
+        state: dict[Any, Any] = super().__getstate__()
+        state["__dict__"] = {**state["__dict__"], "api_key": None}
+        private = dict(state.get("__pydantic_private__") or {})
+        private.pop("_embedder", None)
+        state["__pydantic_private__"] = private
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """Restore the settings and build their embedder (pickle calls this)."""
+        super().__setstate__(state)
+        if "_embedder" not in (self.__pydantic_private__ or {}):
+            self._embedder = self.build()
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy; with ``update``, validated and with an embedder built for its fields.

@@ -23,6 +23,7 @@ from chromadb.api.types import Embeddable, EmbeddingFunction, Include
 from chromadb.errors import NotFoundError
 from chromadb.utils.batch_utils import create_batches
 
+from youtu_rag.backends import Embedder
 from youtu_rag.embedder import YoutuEmbedder, validate_texts
 from youtu_rag.embedding_function import YoutuEmbeddingFunction
 
@@ -35,6 +36,7 @@ DEFAULT_COLLECTION = "youtu_rag"
 TOKEN_ENV = "YOUTU_RAG_CHROMA_TOKEN"
 
 # Collection metadata keys of the embedder fingerprint.
+BACKEND_KEY = "youtu_rag:backend"  # absent from collections made before it: "local"
 MODEL_KEY = "youtu_rag:model"
 DIMENSION_KEY = "youtu_rag:dimension"
 QUERY_PREFIX_KEY = "youtu_rag:query_prefix"
@@ -90,6 +92,7 @@ class CollectionInfo:
     query_prefix: str | None
     document_prefix: str | None
     pooling: str | None
+    backend: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``youtu-rag info --json``: the name under ``collection``."""
@@ -97,25 +100,31 @@ class CollectionInfo:
         return {"collection": fields.pop("name"), **fields}
 
 
-def fingerprint(embedder: YoutuEmbedder) -> dict[str, str | int]:
+def fingerprint(embedder: Embedder) -> dict[str, str | int]:
     """Everything about an embedder that decides whether two vectors are comparable.
 
     Args:
-        embedder: the embedder.
+        embedder: the embedder, local or remote.
 
     Returns:
-        Collection metadata: model, dimension, both prefixes and the pooling.
+        Collection metadata: backend, model, dimension, both prefixes and the pooling.
     """
     return {
+        BACKEND_KEY: embedder.backend,
         MODEL_KEY: embedder.model_name,
         DIMENSION_KEY: embedder.dimension,
         QUERY_PREFIX_KEY: embedder.query_prefix,
         DOCUMENT_PREFIX_KEY: embedder.document_prefix,
-        # Mean pooling keeps the value collections made before pooling modes existed record.
-        POOLING_KEY: embedder.pooling
-        if embedder.pooling_mode == "mean"
-        else f"{embedder.pooling_mode} of {embedder.pooling}",
+        POOLING_KEY: _recorded_pooling(embedder),
     }
+
+
+def _recorded_pooling(embedder: Embedder) -> str:
+    # Mean pooling (and an API's own) keeps the value collections made before pooling modes
+    # existed record.
+    if not isinstance(embedder, YoutuEmbedder) or embedder.pooling_mode == "mean":
+        return embedder.pooling
+    return f"{embedder.pooling_mode} of {embedder.pooling}"
 
 
 def connect(
@@ -198,6 +207,7 @@ def describe(client: ClientAPI, name: str = DEFAULT_COLLECTION) -> CollectionInf
         query_prefix=_str_or_none(metadata.get(QUERY_PREFIX_KEY)),
         document_prefix=_str_or_none(metadata.get(DOCUMENT_PREFIX_KEY)),
         pooling=_str_or_none(metadata.get(POOLING_KEY)),
+        backend=_recorded_backend(metadata),
     )
 
 
@@ -224,6 +234,13 @@ def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _recorded_backend(metadata: Mapping[str, Any]) -> str | None:
+    """The backend a collection records; one made before backends were recorded is local."""
+    if BACKEND_KEY in metadata or MODEL_KEY not in metadata:
+        return _str_or_none(metadata.get(BACKEND_KEY))
+    return "local"
+
+
 def _as_chroma(function: YoutuEmbeddingFunction) -> EmbeddingFunction[Embeddable]:
     # Chroma types the parameter with a union of inputs (text or images); ours takes text.
     return cast("EmbeddingFunction[Embeddable]", function)
@@ -243,155 +260,53 @@ def _get_collection(
         ) from error
 
 
-class ChromaStore:
-    """A Chroma collection in cosine space, bound to the one embedder that fills and queries it.
+class ChromaRecords:
+    """A collection's records by id, with no embedder: enough to write vectors made elsewhere.
 
-    The collection carries a :class:`~youtu_rag.embedding_function.YoutuEmbeddingFunction`, so
-    ``client.get_collection(name)`` elsewhere (LangChain, LlamaIndex, plain Chroma) can still
-    embed text the same way.
+    The driver and the workers of a distributed run (:mod:`youtu_rag.distributed`) hold one of
+    these and never load a model; :class:`ChromaStore` adds the embedder on top.
     """
 
-    def __init__(
-        self,
-        embedder: YoutuEmbedder,
-        client: ClientAPI,
-        name: str = DEFAULT_COLLECTION,
-        *,
-        create: bool = True,
-    ) -> None:
-        """Open (or create) the collection and check that this embedder made it.
+    def __init__(self, client: ClientAPI, collection: Collection) -> None:
+        """Hold an open collection.
 
         Args:
-            embedder: the embedder that fills and queries the collection.
-            client: a client from :func:`connect`.
-            name: the collection.
-            create: create it if missing.
-
-        Raises:
-            CollectionNotFoundError: it is missing and ``create`` is false.
-            ModelMismatchError: another embedder made it, or not youtu-rag.
-            StoreError: it is not in cosine space.
-        """
-        self.embedder = embedder
-        self.client = client
-        self.name = name
-        function = YoutuEmbeddingFunction.from_embedder(embedder)
-        expected = fingerprint(embedder)
-        if create:
-            self.collection = client.get_or_create_collection(
-                name,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata=dict(expected),
-                embedding_function=_as_chroma(function),
-            )
-        else:
-            self.collection = _get_collection(client, name, function)
-        self._check(expected)
-
-    @classmethod
-    def open(
-        cls,
-        embedder: YoutuEmbedder,
-        *,
-        persist_dir: str | os.PathLike[str] | None = None,
-        url: str | None = None,
-        collection: str = DEFAULT_COLLECTION,
-        create: bool = True,
-    ) -> ChromaStore:
-        """Connect (see :func:`connect`) and open, or create, the collection.
-
-        Args:
-            embedder: the embedder that fills and queries the collection.
-            persist_dir: the database directory.
-            url: a Chroma server instead.
+            client: the client it was opened with (its batch limit bounds writes).
             collection: the collection.
-            create: create the database and collection if missing.
-
-        Returns:
-            The store.
-
-        Raises:
-            StoreError: see :func:`connect` and :class:`ChromaStore`.
         """
-        return cls(embedder, connect(persist_dir, url, create=create), collection, create=create)
-
-    def __repr__(self) -> str:
-        return f"ChromaStore({self.name!r}, model={self.embedder.model_name!r})"
-
-    def _check(self, expected: Mapping[str, str | int]) -> None:
-        """Refuse a collection made by another embedder, or not in cosine space."""
-        configuration = self.collection.configuration_json or {}
-        index = configuration.get("hnsw") or configuration.get("spann") or {}
-        space = index.get("space")
-        if space not in (None, "cosine"):
-            raise StoreError(
-                f"collection {self.name!r} uses {space} distance, not cosine; "
-                "index into another --collection"
-            )
-        recorded = dict(self.collection.metadata or {})
-        if not any(key in recorded for key in FINGERPRINT_KEYS):
-            raise ModelMismatchError(
-                f"collection {self.name!r} was not made by youtu-rag (it records no embedding "
-                "model); index into another --collection"
-            )
-        differences = [
-            f"{key.removeprefix('youtu_rag:')} {recorded.get(key)!r} vs {value!r}"
-            for key, value in expected.items()
-            if recorded.get(key) != value
-        ]
-        if differences:
-            raise ModelMismatchError(
-                f"collection {self.name!r} was built with model {recorded.get(MODEL_KEY)!r}, "
-                f"not {expected[MODEL_KEY]!r} (index vs embedder: {'; '.join(differences)}); "
-                f"use --model {recorded.get(MODEL_KEY)} or another --collection"
-            )
+        self.client = client
+        self.collection = collection
+        self.name = collection.name
 
     def count(self) -> int:
         """Records in the collection."""
         return self.collection.count()
 
-    def upsert(
+    def write(
         self,
         ids: Sequence[str],
         texts: Sequence[str],
-        metadatas: Sequence[Mapping[str, str | int | float | bool]] | None = None,
-        embeddings: np.ndarray | None = None,
+        metadatas: Sequence[Mapping[str, str | int | float | bool]] | None,
+        vectors: np.ndarray,
     ) -> int:
-        """Embed ``texts`` as documents (unless given ``embeddings``) and write them by id.
-
-        Writes go in batches no larger than the server's ``get_max_batch_size()``.
+        """Upsert ready-made vectors by id, in batches no larger than the server's maximum.
 
         Args:
             ids: one per text; an existing id is overwritten.
-            texts: the documents.
+            texts: the documents stored with the vectors.
             metadatas: one per text.
-            embeddings: precomputed vectors, (n, dimension).
+            vectors: (n, dimension), one row per text.
 
         Returns:
             The number of records written.
-
-        Raises:
-            TypeError: a text is not a string.
-            ValueError: an empty text, lengths that differ, or embeddings of the wrong shape.
         """
-        items = validate_texts(texts)
-        if len(ids) != len(items) or (metadatas is not None and len(metadatas) != len(items)):
-            raise ValueError("ids, texts and metadatas must have the same length")
-        if not items:
-            return 0
-        vectors = self.embedder.encode_documents(items) if embeddings is None else embeddings
-        if vectors.shape != (len(items), self.embedder.dimension):
-            raise ValueError(
-                f"embeddings have shape {vectors.shape}, expected "
-                f"{(len(items), self.embedder.dimension)}"
-            )
         metadata_list = None if metadatas is None else [dict(m) for m in metadatas]
         for batch_ids, batch_vectors, batch_metadatas, batch_texts in create_batches(
             self.client,
             ids=list(ids),
             embeddings=list(vectors),
             metadatas=cast(Any, metadata_list),
-            documents=items,
+            documents=list(texts),
         ):
             self.collection.upsert(
                 ids=batch_ids,
@@ -399,7 +314,7 @@ class ChromaStore:
                 metadatas=batch_metadatas,
                 documents=batch_texts,
             )
-        return len(items)
+        return len(ids)
 
     def delete(self, ids: Iterable[str]) -> int:
         """Delete records by id, in batches the server accepts.
@@ -447,6 +362,159 @@ class ChromaStore:
             if len(page["ids"]) < _PAGE:
                 return found
             offset += _PAGE
+
+
+def open_records(
+    *,
+    persist_dir: str | os.PathLike[str] | None = None,
+    url: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+) -> ChromaRecords:
+    """An existing collection's records, opened without rebuilding its stored embedding function
+    (so without loading any model)."""
+    client = connect(persist_dir, url, create=False)
+    return ChromaRecords(client, _get_collection(client, collection, None))
+
+
+class ChromaStore(ChromaRecords):
+    """A Chroma collection in cosine space, bound to the one embedder that fills and queries it.
+
+    The collection carries a :class:`~youtu_rag.embedding_function.YoutuEmbeddingFunction`, so
+    ``client.get_collection(name)`` elsewhere (LangChain, LlamaIndex, plain Chroma) can still
+    embed text the same way.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        client: ClientAPI,
+        name: str = DEFAULT_COLLECTION,
+        *,
+        create: bool = True,
+    ) -> None:
+        """Open (or create) the collection and check that this embedder made it.
+
+        Args:
+            embedder: the embedder that fills and queries the collection.
+            client: a client from :func:`connect`.
+            name: the collection.
+            create: create it if missing.
+
+        Raises:
+            CollectionNotFoundError: it is missing and ``create`` is false.
+            ModelMismatchError: another embedder made it, or not youtu-rag.
+            StoreError: it is not in cosine space.
+        """
+        self.embedder = embedder
+        function = YoutuEmbeddingFunction.from_embedder(embedder)
+        expected = fingerprint(embedder)
+        if create:
+            collection = client.get_or_create_collection(
+                name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=dict(expected),
+                embedding_function=_as_chroma(function),
+            )
+        else:
+            collection = _get_collection(client, name, function)
+        super().__init__(client, collection)
+        self._check(expected)
+
+    @classmethod
+    def open(
+        cls,
+        embedder: Embedder,
+        *,
+        persist_dir: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        create: bool = True,
+    ) -> ChromaStore:
+        """Connect (see :func:`connect`) and open, or create, the collection.
+
+        Args:
+            embedder: the embedder that fills and queries the collection.
+            persist_dir: the database directory.
+            url: a Chroma server instead.
+            collection: the collection.
+            create: create the database and collection if missing.
+
+        Returns:
+            The store.
+
+        Raises:
+            StoreError: see :func:`connect` and :class:`ChromaStore`.
+        """
+        return cls(embedder, connect(persist_dir, url, create=create), collection, create=create)
+
+    def __repr__(self) -> str:
+        return f"ChromaStore({self.name!r}, model={self.embedder.model_name!r})"
+
+    def _check(self, expected: Mapping[str, str | int]) -> None:
+        """Refuse a collection made by another embedder, or not in cosine space."""
+        configuration = self.collection.configuration_json or {}
+        index = configuration.get("hnsw") or configuration.get("spann") or {}
+        space = index.get("space")
+        if space not in (None, "cosine"):
+            raise StoreError(
+                f"collection {self.name!r} uses {space} distance, not cosine; "
+                "index into another --collection"
+            )
+        recorded = dict(self.collection.metadata or {})
+        recorded[BACKEND_KEY] = _recorded_backend(recorded)
+        if not any(key in recorded for key in FINGERPRINT_KEYS):
+            raise ModelMismatchError(
+                f"collection {self.name!r} was not made by youtu-rag (it records no embedding "
+                "model); index into another --collection"
+            )
+        differences = [
+            f"{key.removeprefix('youtu_rag:')} {recorded.get(key)!r} vs {value!r}"
+            for key, value in expected.items()
+            if recorded.get(key) != value
+        ]
+        if differences:
+            raise ModelMismatchError(
+                f"collection {self.name!r} was built with model {recorded.get(MODEL_KEY)!r}, "
+                f"not {expected[MODEL_KEY]!r} (index vs embedder: {'; '.join(differences)}); "
+                f"use --model {recorded.get(MODEL_KEY)} or another --collection"
+            )
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, str | int | float | bool]] | None = None,
+        embeddings: np.ndarray | None = None,
+    ) -> int:
+        """Embed ``texts`` as documents (unless given ``embeddings``) and write them by id.
+
+        Writes go in batches no larger than the server's ``get_max_batch_size()``.
+
+        Args:
+            ids: one per text; an existing id is overwritten.
+            texts: the documents.
+            metadatas: one per text.
+            embeddings: precomputed vectors, (n, dimension).
+
+        Returns:
+            The number of records written.
+
+        Raises:
+            TypeError: a text is not a string.
+            ValueError: an empty text, lengths that differ, or embeddings of the wrong shape.
+        """
+        items = validate_texts(texts)
+        if len(ids) != len(items) or (metadatas is not None and len(metadatas) != len(items)):
+            raise ValueError("ids, texts and metadatas must have the same length")
+        if not items:
+            return 0
+        vectors = self.embedder.encode_documents(items) if embeddings is None else embeddings
+        if vectors.shape != (len(items), self.embedder.dimension):
+            raise ValueError(
+                f"embeddings have shape {vectors.shape}, expected "
+                f"{(len(items), self.embedder.dimension)}"
+            )
+        return self.write(ids, items, metadatas, vectors)
 
     def search(
         self,

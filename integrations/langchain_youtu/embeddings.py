@@ -19,7 +19,8 @@ class YoutuEmbeddings(EmbedderAdapter, Embeddings):
     The fields are the core's options (:class:`~youtu_rag.settings.EmbedderSettings`), frozen:
     ``model_copy(update=...)``, pickling and copying give an object whose vectors match its
     fields. Instances with the same (model, device, dtype) share one loaded model, so a
-    retriever and a chain may each hold their own.
+    retriever and a chain may each hold their own. ``base_url=`` embeds through a ``youtu-rag
+    serve`` server and ``model="tencent-cloud:<model>"`` through the Tencent Cloud API.
 
     Example:
         .. code-block:: python

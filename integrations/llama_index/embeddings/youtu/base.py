@@ -27,7 +27,8 @@ class YoutuEmbedding(EmbedderAdapter, BaseEmbedding):
     follows ``model_name_or_path``. ``embed_batch_size`` (LlamaIndex's texts per call) defaults
     to ``batch_size`` (the core's texts per forward pass), so each LlamaIndex batch is one core
     call of full forward passes. Instances with the same (model, device, dtype) share one
-    loaded model.
+    loaded model. ``base_url=`` embeds through a ``youtu-rag serve`` server and
+    ``model="tencent-cloud:<model>"`` through the Tencent Cloud API.
 
     Example:
         .. code-block:: python

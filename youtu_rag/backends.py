@@ -1,0 +1,76 @@
+"""Which embedder a model string means: ``tencent-cloud:<model>`` is the Tencent Cloud API,
+anything else a local model. Every place a user names a model (CLI, adapters, the Chroma
+function) goes through :func:`create_embedder`, so they all accept the same strings.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.tencent_cloud import BACKEND as TENCENT_CLOUD
+from youtu_rag.tencent_cloud import TencentCloudEmbedder
+
+
+class TextEmbedder(Protocol):
+    """What the adapters need: texts in, unit float32 rows out. :class:`YoutuEmbedder`, the
+    Tencent Cloud API, or :class:`~youtu_rag.http_embedder.HttpEmbedder` in front of a
+    ``youtu-rag serve`` server."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def encode_queries(self, texts: str | Sequence[str]) -> np.ndarray: ...
+
+    def encode_documents(self, texts: str | Sequence[str]) -> np.ndarray: ...
+
+
+class Embedder(TextEmbedder, Protocol):
+    """What the store, ingestion and evaluation need from an embedder, local or remote."""
+
+    @property
+    def backend(self) -> str:
+        """``local`` or ``tencent-cloud``: recorded by the store next to the model."""
+
+    @property
+    def max_length(self) -> int:
+        """Longest text embedded whole: tokens locally, characters for an API."""
+
+    @property
+    def query_prefix(self) -> str: ...
+
+    @property
+    def document_prefix(self) -> str: ...
+
+    @property
+    def pooling(self) -> str: ...
+
+
+def is_remote(model: str) -> bool:
+    """Whether ``model`` names an API model rather than a local one."""
+    return model.startswith(f"{TENCENT_CLOUD}:")
+
+
+def create_embedder(model: str, **options: Any) -> YoutuEmbedder | TencentCloudEmbedder:
+    """The embedder for ``model`` with ``options``; ``None`` options mean "the default".
+
+    Dropping ``None`` lets one call site (an adapter, the CLI) pass all its fields for either
+    backend; an option that is set but means nothing for the chosen backend is an error.
+    """
+    given = {key: value for key, value in options.items() if value is not None}
+    if not is_remote(model):
+        return YoutuEmbedder(model, **given)
+    name = model.partition(":")[2]
+    unknown = sorted(set(given) - set(inspect.signature(TencentCloudEmbedder).parameters))
+    if unknown:
+        raise ValueError(
+            f"{', '.join(unknown)} cannot be set for {model}: the model runs in Tencent Cloud"
+        )
+    return TencentCloudEmbedder(name, **given)

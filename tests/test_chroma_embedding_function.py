@@ -1,4 +1,5 @@
-"""YoutuEmbeddingFunction on real Chroma collections, including one reopened by a new process."""
+"""YoutuEmbeddingFunction on real Chroma collections, including one reopened by a new process
+(the contract shared with the other adapters is in test_adapter_contract.py)."""
 
 from __future__ import annotations
 
@@ -8,60 +9,16 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import chromadb
 import numpy as np
 import pytest
 import torch
 
+from tests.samples import CORPUS, DOCUMENTS, INSTRUCTION, QUERIES, QUESTIONS, tiny_options
 from youtu_rag import MINILM, YoutuEmbedder, YoutuEmbeddingFunction
 
 REPO = Path(__file__).resolve().parents[1]
-INSTRUCTION = "Given a question about the weather, find the sentence that answers it"
-QUERIES = ["What's the weather like?", "结算业务系统用户使用", "sky"]
-DOCUMENTS = [
-    "The weather is lovely today.",
-    "查询出该时间范围内到期的账户冻结列表。" * 5,
-    "He drove to the stadium.",
-    "x",
-]
-# The tiny youtu model with a non-empty query instruction of our own.
-TINY: dict[str, Any] = {"device": "cpu", "batch_size": 2, "query_instruction": INSTRUCTION}
-# MiniLM retrieval: each query has exactly one right document.
-CORPUS = {
-    "cats": "Cats purr when they are content and knead soft blankets with their paws.",
-    "stocks": "The stock market fell sharply on Monday after the central bank raised rates.",
-    "plants": "Photosynthesis lets plants turn sunlight, water and carbon dioxide into sugar.",
-    "football": "The striker scored twice in the second half to win the cup final.",
-}
-QUESTIONS = {
-    "How do plants make food from light?": "plants",
-    "Why did share prices drop?": "stocks",
-    "Who won the soccer match?": "football",
-}
-
-
-def test_documents_and_queries_equal_the_core(tiny_youtu_dir: str) -> None:
-    function = YoutuEmbeddingFunction(tiny_youtu_dir, **TINY)
-    core = YoutuEmbedder(tiny_youtu_dir, **TINY)
-    assert function.embedder.query_prefix == f"Instruction: {INSTRUCTION} \nQuery:"
-
-    documents = np.stack(function(DOCUMENTS))
-    queries = np.stack(function.embed_query(QUERIES))
-    assert documents.dtype == np.float32 and documents.shape == (len(DOCUMENTS), core.dimension)
-    assert np.abs(documents - core.encode_documents(DOCUMENTS)).max() <= 1e-6
-    assert np.abs(queries - core.encode_queries(QUERIES)).max() <= 1e-6
-    # The instruction reaches queries only.
-    assert np.abs(queries - core.encode_documents(QUERIES)).max() > 1e-3
-
-
-def test_bad_input_is_named_by_index(minilm: YoutuEmbedder) -> None:
-    function = YoutuEmbeddingFunction.from_embedder(minilm)
-    with pytest.raises(ValueError, match="index 1"):
-        function(["fine", "   "])
-    with pytest.raises(TypeError, match="index 0"):
-        function.embed_query([None])  # type: ignore[list-item]
 
 
 def test_from_embedder_wraps_without_reloading(
@@ -167,7 +124,7 @@ _REOPEN = textwrap.dedent(
 def test_a_new_process_reopens_the_collection_and_queries_it(
     minilm: YoutuEmbedder, tiny_youtu_dir: str, tmp_path: Path
 ) -> None:
-    tiny = YoutuEmbedder(tiny_youtu_dir, **TINY)
+    tiny = YoutuEmbedder(**tiny_options(tiny_youtu_dir))
     tiny_ids = [f"d{i}" for i in range(len(DOCUMENTS))]
     stored_tiny = dict(zip(tiny_ids, tiny.encode_documents(DOCUMENTS), strict=True))
     client = chromadb.PersistentClient(path=str(tmp_path))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from youtu_rag.pooling import l2_normalize, masked_mean, text_mask
+from youtu_rag.pooling import l2_normalize, masked_mean, pool, text_mask
 
 
 def test_text_mask_drops_prefix_and_leading_special_keeps_trailing_special() -> None:
@@ -49,3 +50,23 @@ def test_l2_normalize_gives_unit_rows_and_keeps_zero_rows_finite() -> None:
     result = l2_normalize(vectors)
     assert torch.allclose(result[0], torch.tensor([0.6, 0.8]))
     assert torch.equal(result[1], torch.zeros(2))
+
+
+def test_first_and_last_token_read_the_first_and_last_kept_position() -> None:
+    hidden = torch.arange(2 * 4 * 2, dtype=torch.float32).reshape(2, 4, 2)
+    # Row 0 keeps positions 1-2 (a prompt masked before, padding after); row 1 keeps 0-3.
+    mask = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 1]])
+    assert pool(hidden, mask, "cls").tolist() == [hidden[0, 1].tolist(), hidden[1, 0].tolist()]
+    assert pool(hidden, mask, "lasttoken").tolist() == [
+        hidden[0, 2].tolist(),
+        hidden[1, 3].tolist(),
+    ]
+    assert pool(hidden, mask, "mean").tolist() == [
+        hidden[0, 1:3].mean(dim=0).tolist(),
+        hidden[1].mean(dim=0).tolist(),
+    ]
+
+
+def test_pool_refuses_an_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="unknown pooling mode 'max'"):
+        pool(torch.zeros(1, 1, 2), torch.ones(1, 1), "max")  # type: ignore[arg-type]

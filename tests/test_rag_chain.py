@@ -15,6 +15,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_youtu import YoutuRetriever, create_rag_chain
 
+from tests.samples import passage_store
 from youtu_rag import YoutuEmbedder
 from youtu_rag.rag import (
     SYSTEM_PROMPT,
@@ -23,7 +24,6 @@ from youtu_rag.rag import (
     format_context,
     format_sources,
 )
-from youtu_rag.store import ChromaStore
 
 PASSAGES = {
     "pooling": (
@@ -55,12 +55,7 @@ class PromptRecorder(BaseCallbackHandler):
 
 @pytest.fixture(scope="module")
 def retriever(minilm: YoutuEmbedder, tmp_path_factory: pytest.TempPathFactory) -> YoutuRetriever:
-    store = ChromaStore.open(minilm, persist_dir=tmp_path_factory.mktemp("chain") / "db")
-    store.upsert(
-        list(PASSAGES),
-        [text for text, _ in PASSAGES.values()],
-        [{"source": source} for _, source in PASSAGES.values()],
-    )
+    store = passage_store(minilm, tmp_path_factory.mktemp("chain"), PASSAGES)
     return YoutuRetriever(store=store, k=2)
 
 

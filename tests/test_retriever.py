@@ -9,6 +9,7 @@ from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 from langchain_youtu import YoutuRetriever
 
+from tests.samples import passage_store
 from youtu_rag import YoutuEmbedder
 from youtu_rag.store import ChromaStore
 
@@ -24,13 +25,7 @@ QUERY = "How does the embedding ignore the instruction?"
 
 @pytest.fixture(scope="module")
 def store(minilm: YoutuEmbedder, tmp_path_factory: pytest.TempPathFactory) -> ChromaStore:
-    store = ChromaStore.open(minilm, persist_dir=tmp_path_factory.mktemp("retriever") / "db")
-    store.upsert(
-        list(PASSAGES),
-        [text for text, _ in PASSAGES.values()],
-        [{"source": source, "chunk": 0} for _, source in PASSAGES.values()],
-    )
-    return store
+    return passage_store(minilm, tmp_path_factory.mktemp("retriever"), PASSAGES, chunk=0)
 
 
 class TestYoutuRetrieverStandard(RetrieversIntegrationTests):

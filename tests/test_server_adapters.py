@@ -4,6 +4,7 @@ in-process embedder, without loading a model."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import chromadb
@@ -158,3 +159,23 @@ def test_chroma_function_through_the_server(
     assert isinstance(rebuilt.embedder, HttpEmbedder)
     again = reopened.query(query_texts=QUESTIONS, n_results=3)
     assert again["ids"] == results["local"]["ids"]
+
+
+@pytest.mark.parametrize("adapter", [YoutuEmbeddings, YoutuEmbedding])
+def test_a_served_adapter_copies_without_its_key(youtu_server: str, adapter: type) -> None:
+    """Pickle and model_copy rebuild the server's client; the key is in none of their forms."""
+    served = adapter(base_url=youtu_server, api_key="not-stored", batch_size=2)
+    assert isinstance(served.embedder, HttpEmbedder) and served.embedder.batch_size == 2
+    assert "not-stored" not in repr(served) + served.model_dump_json()
+    assert "api_key" not in served.model_dump()
+    pickled = pickle.dumps(served)
+    assert b"not-stored" not in pickled
+    unpickled = pickle.loads(pickled)
+    assert unpickled.api_key is None and isinstance(unpickled.embedder, HttpEmbedder)
+    changed = served.model_copy(update={"batch_size": 3})
+    assert changed.embedder.batch_size == 3
+    vector = served.embedder.encode_queries([QUESTIONS[0]])
+    for other in (unpickled, changed):
+        np.testing.assert_allclose(other.embedder.encode_queries([QUESTIONS[0]]), vector, atol=1e-6)
+    with pytest.raises(ValueError, match="device cannot be set with base_url"):
+        adapter(base_url=youtu_server, device="cpu")

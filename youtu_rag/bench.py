@@ -3,10 +3,11 @@
 ``bench_encode`` embeds the same texts, in one process, with the same batch size and thread count,
 four ways: youtu-rag in float32 and in bfloat16, ``SentenceTransformer.encode`` (the tool a user
 would otherwise reach for), and the published Youtu-Embedding inference algorithm with its own
-defaults (:func:`seed_encode`). Methods run interleaved, round after round, and each keeps its
-best round, so a burst of load from another process skews no single method. Speed is reported
-as documents/s, tokens/s and effective TFLOP/s, the last against a matmul peak measured in the
-same run, so "fast" means "close to what this machine can do", not just "faster than X".
+defaults (the test suite's restatement, see :func:`load_seed_encode`). Methods run interleaved,
+round after round, and each keeps its best round, so a burst of load from another process skews
+no single method. Speed is reported as documents/s, tokens/s and effective TFLOP/s, the last
+against a matmul peak measured in the same run, so "fast" means "close to what this machine can
+do", not just "faster than X".
 
 ``bench_retrieval`` measures query latency and HNSW recall against exact search in embedded
 Chroma at a given collection size.
@@ -14,6 +15,7 @@ Chroma at a given collection size.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import platform
@@ -28,50 +30,45 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
-from youtu_rag.embedder import YoutuEmbedder
+from youtu_rag.embedder import DEFAULT_BATCH_SIZE, YoutuEmbedder
 from youtu_rag.evaluation import load_beir
 from youtu_rag.loading import cpu_has_bf16
 
 logger = logging.getLogger(__name__)
 
-#: The published inference script's truncation length.
-SEED_MAX_LENGTH = 1024
+#: The published script's restatement lives once, in the test suite, where it is the oracle the
+#: embedder is checked against; the benchmark times that very code, from a source checkout.
+SEED_REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "seed_reference.py"
 _WARMUP_TEXTS = 4
 
+SeedEncode = Callable[..., np.ndarray]
 
-@torch.inference_mode()
-def seed_encode(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    instruction: str = "",
-    max_length: int = SEED_MAX_LENGTH,
-) -> np.ndarray:
-    """The published Youtu-Embedding algorithm, kept verbatim as the baseline to beat.
 
-    The whole list is one right-padded batch truncated at ``max_length``; the first
-    ``len(tokenize(instruction))`` positions (with special tokens) are zeroed in the attention
-    mask, then the hidden states are averaged over the mask (sum / count) and L2-normalised.
-    Its known defects (no batching, NaN for an empty text) are kept on purpose.
+def load_seed_encode() -> tuple[SeedEncode, int]:
+    """The published algorithm (``seed_encode``) and its truncation length, from the test suite.
+
+    Returns:
+        ``(seed_encode, SEED_MAX_LENGTH)`` of ``tests/seed_reference.py``.
+
+    Raises:
+        RuntimeError: youtu-rag is not installed from a source checkout, so the reference is
+            not there.
     """
-    inputs = tokenizer(
-        [instruction + text for text in texts],
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        add_special_tokens=True,
-        return_tensors="pt",
-    ).to(model.device)
-    hidden = model(**inputs)[0]
-    instruction_tokens = len(tokenizer(instruction, add_special_tokens=True)["input_ids"])
-    mask = inputs["attention_mask"].clone()
-    mask[:, :instruction_tokens] = 0
-    summed = torch.sum(hidden * mask.unsqueeze(-1).to(hidden.dtype), dim=1)
-    mean = summed / mask.sum(dim=1, keepdim=True).to(hidden.dtype)
-    vectors: np.ndarray = torch.nn.functional.normalize(mean, dim=-1).float().cpu().numpy()
-    return vectors
+    checkout = SEED_REFERENCE.parents[1]
+    if not (SEED_REFERENCE.is_file() and (checkout / "pyproject.toml").is_file()):
+        raise RuntimeError(
+            "bench encode times the published algorithm kept in the test suite "
+            f"(tests/seed_reference.py), which is not at {SEED_REFERENCE}: run it from a "
+            "source checkout installed with `pip install -e .`"
+        )
+    spec = importlib.util.spec_from_file_location("youtu_rag_seed_reference", SEED_REFERENCE)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {SEED_REFERENCE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.seed_encode, int(module.SEED_MAX_LENGTH)
 
 
 # --- machine peak and model FLOPs --------------------------------------------------------------
@@ -88,6 +85,14 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, min_seconds: float = 0
 
     Where the hardware lacks a fast path for the dtype (bfloat16 on a CPU without AVX-512 BF16
     or AMX) the doubling stops early, so this stays quick and honest either way.
+
+    Args:
+        dtype: the matmul's dtype.
+        device: where it runs.
+        min_seconds: the product time at which the doubling stops.
+
+    Returns:
+        FLOP/s.
     """
     best = 0.0
     size = 256
@@ -123,6 +128,13 @@ def forward_flops(model: PreTrainedModel, lengths: Sequence[int]) -> float:
 
     Two per weight per token in the Linear layers, plus the attention products
     (QK^T and AV: ``2 * n^2 * heads * 2 * head_dim`` per layer for a text of n tokens).
+
+    Args:
+        model: the encoder or decoder.
+        lengths: each text's token count.
+
+    Returns:
+        FLOPs.
     """
     config = model.config
     heads = int(config.num_attention_heads)
@@ -151,6 +163,15 @@ class Method:
     vectors: np.ndarray | None = None
 
     def report(self, documents: int, peak: float) -> dict[str, float]:
+        """Its best round as rates.
+
+        Args:
+            documents: texts embedded per round.
+            peak: the matmul peak of its dtype, in FLOP/s.
+
+        Returns:
+            ``seconds``, ``docs_per_s``, ``tokens_per_s``, ``tflops`` and ``peak_fraction``.
+        """
         tflops = self.flops / self.seconds / 1e12
         return {
             "seconds": round(self.seconds, 4),
@@ -185,7 +206,19 @@ def _min_cosine(left: np.ndarray | None, right: np.ndarray | None) -> float:
 
 
 def load_bench_texts(beir: str | Path, limit: int) -> list[str]:
-    """The first ``limit`` corpus documents, as MTEB would embed them."""
+    """The first ``limit`` corpus documents, as MTEB would embed them.
+
+    Args:
+        beir: a BEIR-format folder.
+        limit: how many documents.
+
+    Returns:
+        The texts.
+
+    Raises:
+        ValueError: the corpus is empty (or the folder malformed, see
+            :func:`~youtu_rag.evaluation.load_beir`).
+    """
     texts = list(load_beir(beir).corpus.values())[:limit]
     if not texts:
         raise ValueError(f"{beir} has no documents")
@@ -210,7 +243,7 @@ def bench_encode(
     model: str,
     texts: list[str],
     *,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     repeats: int = 1,
     device: str | None = None,
     max_length: int | None = None,
@@ -222,9 +255,23 @@ def bench_encode(
     sentence-transformers cannot load a ``utu`` checkpoint (its own code does not import under
     transformers 5), so for those it is left out and its keys are ``None``.
 
-    Returns flat headline keys (``speedup_fp32_vs_st``, ``speedup_bf16_vs_st``,
-    ``speedup_fp32_vs_seed``, ``peak_fraction_fp32``, ``peak_fraction_bf16``, ...) and a
-    ``methods`` table with docs/s, tokens/s, TFLOP/s and peak fraction of each.
+    Args:
+        model: hub id or local directory.
+        texts: the documents to embed.
+        batch_size: texts per forward pass, for every method.
+        repeats: rounds; each method keeps its fastest.
+        device: where to run (default: the best available).
+        max_length: one truncation for every method.
+
+    Returns:
+        Flat headline keys (``speedup_fp32_vs_st``, ``speedup_bf16_vs_st``,
+        ``speedup_fp32_vs_seed``, ``peak_fraction_fp32``, ``peak_fraction_bf16``, ...) and a
+        ``methods`` table with docs/s, tokens/s, TFLOP/s and peak fraction of each.
+
+    Raises:
+        ValueError: ``repeats`` is below 1.
+        RuntimeError: not run from a source checkout (see :func:`load_seed_encode`), or
+            sentence-transformers is missing for a model it can load.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -241,8 +288,9 @@ def bench_encode(
             [prefix + text for text in texts], add_special_tokens=True, verbose=False
         )["input_ids"]
     ]
-    positions = int(getattr(backbone.model.config, "max_position_embeddings", SEED_MAX_LENGTH))
-    seed_max_length = max_length or min(SEED_MAX_LENGTH, positions)
+    seed_encode, seed_default_length = load_seed_encode()
+    positions = int(getattr(backbone.model.config, "max_position_embeddings", seed_default_length))
+    seed_max_length = max_length or min(seed_default_length, positions)
 
     def lengths(cap: int) -> list[int]:
         return [min(length, cap) for length in full_lengths]
@@ -383,6 +431,20 @@ def bench_retrieval(
     vectors sit around ``size / 100`` random centres, the structure real embeddings have.
     Queries are drawn like the data. Each size gets a fresh on-disk collection (cosine space,
     Chroma's HNSW defaults or ``ef_search`` candidates per query) under ``path`` or a temp dir.
+
+    Args:
+        sizes: collection sizes to measure.
+        dim: vector dimension.
+        queries: single queries timed per size.
+        k: results per query.
+        seed: random seed of the vectors.
+        path: where the collections go (default: a temporary directory).
+        ef_search: HNSW candidates per query (default: Chroma's).
+        distribution: ``"uniform"`` or ``"clustered"``.
+
+    Returns:
+        ``dim``, ``queries``, ``k``, ``ef_search``, ``distribution`` and one ``results`` row
+        per size: build seconds, p50/p95 latency, exact-search p50 and recall@k.
     """
     import chromadb
     from chromadb.api.collection_configuration import CreateHNSWConfiguration

@@ -10,22 +10,27 @@ highlighting is applied to it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import inspect
 import json
 import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from youtu_rag.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
 from youtu_rag.profiles import YOUTU_EMBEDDING
+from youtu_rag.store import DEFAULT_COLLECTION, DEFAULT_PERSIST_DIR
 
 if TYPE_CHECKING:
     from youtu_rag.backends import Embedder
@@ -38,14 +43,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-# emoji=False: rich would otherwise turn ":x:" in a passage or a path into an emoji.
-console = Console(emoji=False)
-err_console = Console(stderr=True, emoji=False)
+#: Everything printed is literal text: "[...]" in a passage or a path is not markup, and
+#: ":x:" is not an emoji.
+console = Console(markup=False, highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
-# Options shared by every command.
 ModelOption = Annotated[
     str,
     typer.Option(
@@ -55,14 +59,6 @@ ModelOption = Annotated[
         "the Tencent Cloud API (credentials from TENCENTCLOUD_SECRET_ID / _KEY).",
     ),
 ]
-PersistDirOption = Annotated[
-    str, typer.Option("--persist-dir", help="Directory of the embedded Chroma database.")
-]
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", help="Chroma server, e.g. http://127.0.0.1:8000 (instead of a dir)."),
-]
-CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
 DeviceOption = Annotated[
     str | None, typer.Option("--device", help="cuda, mps or cpu (default: the best available).")
 ]
@@ -70,21 +66,93 @@ DtypeOption = Annotated[
     str | None, typer.Option("--dtype", help="float32 or bfloat16 (default: bf16 on CUDA).")
 ]
 DEFAULT_MODEL = YOUTU_EMBEDDING
-DEFAULT_PERSIST_DIR = ".youtu_rag"
-DEFAULT_COLLECTION = "youtu_rag"
 #: Exit status of ``index`` when some files were skipped (the others are indexed).
 EXIT_SKIPPED = 3
 #: Exit status after Ctrl-C, as shells report a process ended by SIGINT.
 EXIT_INTERRUPTED = 130
 
 
-def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the errors a user can cause into one line on stderr and exit status 1."""
+@dataclass(frozen=True)
+class StoreOptions:
+    """Where the index lives: a database directory or a Chroma server, and a collection."""
+
+    persist_dir: Annotated[
+        str, typer.Option("--persist-dir", help="Directory of the embedded Chroma database.")
+    ] = DEFAULT_PERSIST_DIR
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Chroma server, e.g. http://127.0.0.1:8000 (instead of a dir)."),
+    ] = None
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")] = (
+        DEFAULT_COLLECTION
+    )
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which embedding model, on which device, in which dtype."""
+
+    model: ModelOption = DEFAULT_MODEL
+    device: DeviceOption = None
+    dtype: DtypeOption = None
+
+
+_OPTION_GROUPS = (StoreOptions, ModelOptions)
+
+
+def option_groups(command: Callable[..., R]) -> Callable[..., R]:
+    """Let ``command`` take whole option groups, declared once for every command.
+
+    Args:
+        command: a function with ``StoreOptions`` / ``ModelOptions`` parameters.
+
+    Returns:
+        A function typer reads as taking each group's fields as options, and that calls
+        ``command`` with the groups assembled.
+    """
+    hints = get_type_hints(command, include_extras=True)
+    groups = {name: hint for name, hint in hints.items() if hint in _OPTION_GROUPS}
+    parameters: list[inspect.Parameter] = []
+    for parameter in inspect.signature(command).parameters.values():
+        group = groups.get(parameter.name)
+        fields = [(parameter.name, hints[parameter.name], parameter.default)]
+        if group is not None:
+            group_hints = get_type_hints(group, include_extras=True)
+            fields = [(f.name, group_hints[f.name], f.default) for f in dataclasses.fields(group)]
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        parameters += [
+            inspect.Parameter(name, keyword, default=default, annotation=hint)
+            for name, hint, default in fields
+        ]
 
     @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(**kwargs: Any) -> R:
+        for name, group in groups.items():
+            values = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(group)}
+            kwargs[name] = group(**values)
+        return command(**kwargs)
+
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return wrapper
+
+
+def handle_errors(command: Callable[..., R]) -> Callable[..., R]:
+    """Turn the errors a user can cause into one line on stderr and exit status 1.
+
+    Args:
+        command: a command function; its option groups are spread for typer
+            (:func:`option_groups`).
+
+    Returns:
+        The command as typer should register it.
+    """
+    grouped = option_groups(command)
+
+    @functools.wraps(grouped)
+    def wrapper(*args: Any, **kwargs: Any) -> R:
         try:
-            return command(*args, **kwargs)
+            return grouped(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt as error:
@@ -94,7 +162,7 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             logging.getLogger(__name__).debug("command failed", exc_info=True)
             # Escaped: a message holding "[...]" is text, not rich markup.
             message = escape(str(error))
-            err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {message}")
             raise typer.Exit(1) from error
 
     return wrapper
@@ -123,14 +191,15 @@ def _one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _load_embedder(model: str, device: str | None, dtype: str | None) -> Embedder:
+def _load_embedder(options: ModelOptions) -> Embedder:
     """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
     from youtu_rag.backends import create_embedder
 
+    model = options.model
     if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
         raise FileNotFoundError(f"--model {model}: no such directory")
     try:
-        return create_embedder(model, device=device, dtype=dtype)
+        return create_embedder(model, device=options.device, dtype=options.dtype)
     except OSError as error:
         raise RuntimeError(
             f"cannot load model {model!r}: {_one_line(error)} To work offline, pass --model "
@@ -138,33 +207,30 @@ def _load_embedder(model: str, device: str | None, dtype: str | None) -> Embedde
         ) from error
 
 
-def _open_store(
-    model: str,
-    persist_dir: str,
-    url: str | None,
-    collection: str,
-    device: str | None,
-    dtype: str | None,
-    *,
-    create: bool,
-) -> ChromaStore:
+def _open_store(store: StoreOptions, model: ModelOptions, *, create: bool) -> ChromaStore:
     """Connect and check first: a wrong URL, an unknown collection or another model's index
     fails before a model loads."""
     from youtu_rag.profiles import get_profile
-    from youtu_rag.store import ChromaStore, CollectionNotFoundError, check_model, connect, describe
+    from youtu_rag.store import ChromaStore, CollectionNotFoundError, check_model, describe
 
-    client = connect(None if url else persist_dir, url, create=create)
-    profile = get_profile(model)
+    client = _connect(store, create=create)
+    profile = get_profile(model.model)
     try:
         check_model(
-            describe(client, collection),
+            describe(client, store.collection),
             profile.name,
             trust_remote_code=profile.trust_remote_code,
         )
     except CollectionNotFoundError:
         if not create:
             raise
-    return ChromaStore(_load_embedder(model, device, dtype), client, collection, create=create)
+    return ChromaStore(_load_embedder(model), client, store.collection, create=create)
+
+
+def _connect(store: StoreOptions, *, create: bool) -> Any:
+    from youtu_rag.store import connect
+
+    return connect(None if store.url else store.persist_dir, store.url, create=create)
 
 
 @contextlib.contextmanager
@@ -215,12 +281,6 @@ def index(
     paths: Annotated[
         list[Path], typer.Argument(help="Files and folders to index (.txt, .md, .pdf).")
     ],
-    model: ModelOption = DEFAULT_MODEL,
-    persist_dir: PersistDirOption = DEFAULT_PERSIST_DIR,
-    url: UrlOption = None,
-    collection: CollectionOption = DEFAULT_COLLECTION,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
     chunk_size: Annotated[
         int | None,
         typer.Option(
@@ -257,6 +317,9 @@ def index(
         float,
         typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per actor (0: share the CPUs)."),
     ] = 0,
+    *,
+    store_options: StoreOptions,
+    model_options: ModelOptions,
 ) -> None:
     """Chunk, embed and store files; re-runs write only what changed.
 
@@ -268,25 +331,26 @@ def index(
     if ray or ray_address is not None:
         from youtu_rag.backends import is_remote
 
+        model = model_options.model
         if is_remote(model):
             raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")
         report = _index_on_ray(
             paths,
             ray_address,
-            url=url,
-            collection=collection,
+            url=store_options.url,
+            collection=store_options.collection,
             model=model,
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
             prune=prune,
             concurrency=ray_workers,
             num_gpus=ray_gpus_per_worker,
-            device=device,
-            dtype=dtype,
+            device=model_options.device,
+            dtype=model_options.dtype,
         )
     else:
         find_files(paths)  # a mistyped path fails before the model loads
-        store = _open_store(model, persist_dir, url, collection, device, dtype, create=True)
+        store = _open_store(store_options, model_options, create=True)
         with _stop_on_ctrl_c() as stop:
             report = ingest(
                 store,
@@ -298,32 +362,22 @@ def index(
                 stop=stop,
             )
     for entry in report.skipped:
-        err_console.print(
-            f"skipped {entry.path}: {entry.reason}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        err_console.print(f"skipped {entry.path}: {entry.reason}", markup=False)
     if report.interrupted:
         console.print(
             f"Stopped by Ctrl-C: {report.chunks_written} chunks written, "
             f"{report.chunks_deleted} removed, {report.total_chunks} chunks in total. "
-            "Run the same command again to continue.",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+            "Run the same command again to continue."
         )
         raise typer.Exit(EXIT_INTERRUPTED)
     pruned = f", {report.pruned_files} deleted files pruned" if prune else ""
     skipped = f", {len(report.skipped)} skipped (listed above)" if report.skipped else ""
     console.print(
-        f"Indexed {report.files} files into {collection!r}: {report.changed} new or changed, "
+        f"Indexed {report.files} files into {store_options.collection!r}: "
+        f"{report.changed} new or changed, "
         f"{report.unchanged} unchanged, {report.empty} empty skipped{skipped}{pruned}; "
         f"{report.chunks_written} chunks written, {report.chunks_deleted} removed; "
         f"{report.total_chunks} chunks in total.",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
     )
     if report.skipped:
         raise typer.Exit(EXIT_SKIPPED)
@@ -366,16 +420,13 @@ def search(
     ] = None,
     mmr: Annotated[bool, typer.Option("--mmr", help="Diversify results (MMR).")] = False,
     as_json: JsonOption = False,
-    model: ModelOption = DEFAULT_MODEL,
-    persist_dir: PersistDirOption = DEFAULT_PERSIST_DIR,
-    url: UrlOption = None,
-    collection: CollectionOption = DEFAULT_COLLECTION,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
+    *,
+    store_options: StoreOptions,
+    model_options: ModelOptions,
 ) -> None:
     """The passages closest to QUERY, with cosine similarity scores and sources."""
     filters = _parse_where(where)
-    store = _open_store(model, persist_dir, url, collection, device, dtype, create=False)
+    store = _open_store(store_options, model_options, create=False)
     hits = store.search(query, k=k, where=filters, mmr=mmr)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
@@ -383,20 +434,14 @@ def search(
     if not hits:
         err_console.print("no matching passages")
     for rank, hit in enumerate(hits, start=1):
-        console.print(
-            f"{rank}. {hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        console.print("   " + _preview(hit.text), markup=False, highlight=False, soft_wrap=True)
+        console.print(f"{rank}. {hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}")
+        console.print("   " + _preview(hit.text))
 
 
 @app.command()
 @handle_errors
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer from the index.")],
-    k: KOption = 4,
     chat: Annotated[
         str | None,
         typer.Option(
@@ -404,12 +449,10 @@ def ask(
             help="PROVIDER:MODEL for LangChain's init_chat_model, e.g. openai:gpt-4o-mini.",
         ),
     ] = None,
-    model: ModelOption = DEFAULT_MODEL,
-    persist_dir: PersistDirOption = DEFAULT_PERSIST_DIR,
-    url: UrlOption = None,
-    collection: CollectionOption = DEFAULT_COLLECTION,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
+    k: KOption = 4,
+    *,
+    store_options: StoreOptions,
+    model_options: ModelOptions,
 ) -> None:
     """Answer QUESTION with a chat model from the retrieved passages, citing their sources.
 
@@ -418,15 +461,13 @@ def ask(
     from youtu_rag.rag import format_context, format_sources
 
     chat_model = None if chat is None else _chat_model(chat)
-    store = _open_store(model, persist_dir, url, collection, device, dtype, create=False)
+    store = _open_store(store_options, model_options, create=False)
     if chat_model is None:
         hits = store.search(question, k=k)
-        console.print(format_context(hits), markup=False, highlight=False, soft_wrap=True)
+        console.print(format_context(hits))
         err_console.print(
             "No chat model configured: pass --chat PROVIDER:MODEL (e.g. openai:gpt-4o-mini) "
             "to get an answer.",
-            highlight=False,
-            soft_wrap=True,
         )
         return
 
@@ -434,13 +475,10 @@ def ask(
     from langchain_youtu.chain import to_passages
 
     result = create_rag_chain(YoutuRetriever(store=store, k=k), chat_model).invoke(question)
-    console.print(result["answer"], markup=False, highlight=False, soft_wrap=True)
-    console.print("\nSources:", markup=False, highlight=False, soft_wrap=True)
+    console.print(result["answer"])
+    console.print("\nSources:")
     console.print(
         format_sources(to_passages(result["sources"])),
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
     )
 
 
@@ -461,25 +499,17 @@ def _chat_model(spec: str) -> Any:
 
 @app.command()
 @handle_errors
-def info(
-    as_json: JsonOption = False,
-    model: ModelOption = DEFAULT_MODEL,
-    persist_dir: PersistDirOption = DEFAULT_PERSIST_DIR,
-    url: UrlOption = None,
-    collection: CollectionOption = DEFAULT_COLLECTION,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-) -> None:
+def info(as_json: JsonOption = False, *, store_options: StoreOptions) -> None:
     """What the collection holds and which model built it (loads no model)."""
-    from youtu_rag.store import connect, describe
+    from youtu_rag.store import describe
 
-    details = describe(connect(None if url else persist_dir, url, create=False), collection)
+    details = describe(_connect(store_options, create=False), store_options.collection)
     if as_json:
         typer.echo(json.dumps(details.to_dict(), ensure_ascii=False, indent=2))
         return
     for key, value in details.to_dict().items():
         shown = repr(value) if value == "" else value
-        console.print(f"{key}: {shown}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"{key}: {shown}")
 
 
 @app.command()
@@ -527,7 +557,7 @@ def verify(
         if result.other_max_difference is not None:
             lines.append(f"  largest difference: {result.other_max_difference:.2e}")
     lines.append("PASS" if result.passed else "FAIL")
-    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    console.print("\n".join(lines))
     raise typer.Exit(0 if result.passed else 1)
 
 
@@ -537,18 +567,15 @@ def verify(
 @app.command()
 @handle_errors
 def serve(
-    model: ModelOption = DEFAULT_MODEL,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8080,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Texts per forward pass, at most.")
-    ] = 32,
+    ] = DEFAULT_BATCH_SIZE,
     max_batch_tokens: Annotated[
         int,
         typer.Option("--max-batch-tokens", min=1, help="Padded tokens per forward pass, at most."),
-    ] = 16384,
+    ] = DEFAULT_MAX_BATCH_TOKENS,
     max_wait_ms: Annotated[
         float,
         typer.Option(
@@ -616,6 +643,8 @@ def serve(
             help="torch CPU threads (default: torch's). 1 is faster on a busy, shared CPU.",
         ),
     ] = None,
+    *,
+    model_options: ModelOptions,
 ) -> None:
     """An OpenAI-compatible /v1/embeddings server: one loaded model shared by every client."""
     import os
@@ -626,6 +655,7 @@ def serve(
     from youtu_rag.server import BatchingOptions, EmbeddingService, ServerLimits
     from youtu_rag.server import serve as run_server
 
+    model = model_options.model
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env, "")
@@ -639,8 +669,8 @@ def serve(
     def load() -> YoutuEmbedder:
         return YoutuEmbedder(
             model,
-            device=device,
-            dtype=dtype,
+            device=model_options.device,
+            dtype=model_options.dtype,
             batch_size=batch_size,
             max_batch_tokens=max_batch_tokens,
             max_length=max_length,
@@ -699,7 +729,7 @@ def _print_rows(title: str, rows: list[dict[str, Any]]) -> None:
     """A rich table with one column per key of the first row."""
     from rich.table import Table
 
-    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    console.print(title)
     table = Table()
     for key in rows[0]:
         table.add_column(key, justify="left" if key in ("metric", "method") else "right")
@@ -714,10 +744,7 @@ def _print_rows(title: str, rows: list[dict[str, Any]]) -> None:
 @handle_errors
 def eval_command(
     beir: BeirOption,
-    model: ModelOption = DEFAULT_MODEL,
-    dtype: DtypeOption = None,
-    device: DeviceOption = None,
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     query_instruction: Annotated[
         str | None,
         typer.Option(
@@ -733,6 +760,8 @@ def eval_command(
     ] = False,
     split: Annotated[str, typer.Option("--split", help="Which qrels/SPLIT.tsv to score.")] = "test",
     as_json: EvalJsonOption = False,
+    *,
+    model_options: ModelOptions,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset, computed as MTEB computes them."""
     from youtu_rag.backends import create_embedder
@@ -740,9 +769,9 @@ def eval_command(
 
     dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
     embedder = create_embedder(
-        model,
-        device=device,
-        dtype=dtype,
+        model_options.model,
+        device=model_options.device,
+        dtype=model_options.dtype,
         batch_size=batch_size,
         query_instruction=query_instruction,
         show_progress=True,
@@ -779,7 +808,7 @@ def bench_encode_command(
     limit: Annotated[
         int, typer.Option("--limit", min=1, help="Documents to embed (the first N of the corpus).")
     ] = 600,
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     repeats: Annotated[
         int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
     ] = 1,
@@ -859,7 +888,6 @@ def bench_encode_command(
 @handle_errors
 def bench_serve_command(
     beir: BeirOption,
-    model: ModelOption = DEFAULT_MODEL,
     requests: Annotated[
         int, typer.Option("--requests", min=1, help="Requests per run (each client count).")
     ] = 256,
@@ -880,13 +908,13 @@ def bench_serve_command(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="torch threads, here and in servers.")
     ] = None,
-    batch_size: BatchSizeOption = 32,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
     max_wait_ms: Annotated[
         float, typer.Option("--max-wait-ms", min=0, help="The batching server's wait.")
     ] = 2.0,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
     as_json: EvalJsonOption = False,
+    *,
+    model_options: ModelOptions,
 ) -> None:
     """texts/s, tokens/s and p50/p99 latency of a youtu-rag server (with and without dynamic
     batching) against the same model in process, with 1, 8 and 32 concurrent clients."""
@@ -895,14 +923,14 @@ def bench_serve_command(
     if input_type not in ("query", "document"):
         raise ValueError(f"--input-type must be query or document, got {input_type!r}")
     result = bench_serve(
-        model,
+        model_options.model,
         load_requests(beir, input_type, requests, texts_per_request),
         input_type=input_type,
         clients=tuple(clients or (1, 8, 32)),
         repeats=repeats,
         threads=threads,
-        device=device,
-        dtype=dtype,
+        device=model_options.device,
+        dtype=model_options.dtype,
         batch_size=batch_size,
         max_wait_ms=max_wait_ms,
         progress=None if as_json else err_console.print,

@@ -18,22 +18,41 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from youtu_rag.instructions import format_prefix, resolve_task
+from youtu_rag.instructions import Side, format_prefix, resolve_task
 from youtu_rag.loading import Backbone, load_backbone, resolve_device, resolve_dtype
-from youtu_rag.pooling import l2_normalize, masked_mean, text_mask
-from youtu_rag.profiles import YOUTU_EMBEDDING, ModelProfile, Pooling, get_profile, override
+from youtu_rag.pooling import PoolingMode, l2_normalize, pool, text_mask
+from youtu_rag.profiles import (
+    YOUTU_EMBEDDING,
+    ModelProfile,
+    Pooling,
+    override,
+    resolve_profile,
+)
 from youtu_rag.quiet import quiet_model_loading
 from youtu_rag.tokenization import encode_batch
 from youtu_rag.utu import Attention
 
 logger = logging.getLogger(__name__)
 
+#: Texts per forward pass.
+DEFAULT_BATCH_SIZE = 32
 #: Padded tokens per forward pass: bounds activation memory whatever the batch size.
 DEFAULT_MAX_BATCH_TOKENS = 16384
 
 
 def validate_texts(texts: str | Iterable[str]) -> list[str]:
-    """The texts as a list, or the error that names the first bad one by its index."""
+    """The texts as a list, or the error that names the first bad one by its index.
+
+    Args:
+        texts: one string or an iterable of strings.
+
+    Returns:
+        The texts as a list (a single string becomes a list of one).
+
+    Raises:
+        TypeError: a text is not a string.
+        ValueError: a text is empty or whitespace only.
+    """
     items = [texts] if isinstance(texts, str) else list(texts)
     for index, text in enumerate(items):
         if not isinstance(text, str):
@@ -65,11 +84,13 @@ def count_tokens(
 
 
 class YoutuEmbedder:
-    """Instruction-masked mean-pooling embedder over a Hugging Face encoder or decoder.
+    """Instruction-masked pooling embedder over a Hugging Face encoder or decoder.
 
     Queries are embedded as ``query_prefix + query`` and documents as ``document_prefix + doc``;
-    the prefix steers the model but never enters the mean (for profiles with ``pooling="text"``).
-    Embedders over the same (model, device, dtype) share one loaded backbone.
+    the prefix steers the model, and whether it enters the pooling is the profile's rule
+    (never, for Youtu-Embedding). Embedders over the same (model, device, dtype) share one
+    loaded backbone; a copy or an unpickled embedder is rebuilt from its arguments and shares it
+    too, instead of carrying the weights.
 
     Thread safety: ``encode`` (and the query/document variants) may be called from any number of
     threads, on one embedder or on several sharing a backbone, whatever their ``max_length``;
@@ -90,34 +111,64 @@ class YoutuEmbedder:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         max_length: int | None = None,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         query_instruction: str | None = None,
         document_instruction: str | None = None,
         trust_remote_code: bool | None = None,
         show_progress: bool = False,
         pooling: Pooling | None = None,
+        pooling_mode: PoolingMode | None = None,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         attention: Attention | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        """Resolve the model's rules and load (or reuse) its backbone.
+
+        Args:
+            model_name_or_path: hub id or local directory. The rules come from its built-in
+                profile and its own sentence-transformers files; the arguments below override
+                them (``None`` keeps them).
+            device: ``cuda``, ``mps`` or ``cpu``; ``None`` picks the best available.
+            dtype: ``float32``, ``bfloat16`` or ``float16``; ``None`` is bfloat16 on CUDA, else
+                float32.
+            max_length: tokens per text, prefix included.
+            batch_size: texts per forward pass (also capped by ``max_batch_tokens``).
+            query_instruction: task text or C-MTEB task name for queries; ``""`` for none.
+            document_instruction: the same for documents.
+            trust_remote_code: run the checkpoint's own modelling code.
+            show_progress: show a progress bar while encoding.
+            pooling: which tokens are pooled: ``"text"``, ``"all"`` or ``"exclude_prompt"``
+                (see :data:`~youtu_rag.profiles.Pooling`).
+            pooling_mode: how they are reduced: ``"mean"``, ``"cls"`` or ``"lasttoken"``.
+            max_batch_tokens: padded tokens per forward pass, bounding activation memory.
+            attention: ``"bidirectional"`` or ``"causal"``, for ``utu`` checkpoints only.
+
+        Raises:
+            ValueError: for a batch size or token budget below 1, an unknown dtype, or an
+                ``attention`` given for a model that is not a ``utu`` checkpoint.
+            OSError: the model cannot be found (offline with no local copy, a wrong path).
+            UnsupportedCheckpointError: its sentence-transformers pipeline cannot be reproduced.
+        """
+        if batch_size < 1 or max_batch_tokens < 1:
+            raise ValueError(
+                f"batch_size and max_batch_tokens must be at least 1, got {batch_size} and "
+                f"{max_batch_tokens}"
+            )
+        # Every keyword as given (not as resolved), to rebuild an equal embedder elsewhere.
+        self.arguments: dict[str, Any] = {
+            name: value for name, value in locals().items() if name in _ARGUMENTS
+        }
         self.profile: ModelProfile = override(
-            get_profile(model_name_or_path),
+            resolve_profile(model_name_or_path),
             max_length=max_length,
             trust_remote_code=trust_remote_code,
             pooling=pooling,
+            pooling_mode=pooling_mode,
             attention=attention,
+            query_task=_task(query_instruction, "query"),
+            document_task=_task(document_instruction, "document"),
         )
-        self.query_task = (
-            self.profile.query_task
-            if query_instruction is None
-            else resolve_task(query_instruction, "query")
-        )
-        self.document_task = (
-            self.profile.document_task
-            if document_instruction is None
-            else resolve_task(document_instruction, "document")
-        )
+        self.query_task = self.profile.query_task
+        self.document_task = self.profile.document_task
         self.query_prefix = format_prefix(self.query_task, self.profile.prefix_template)
         self.document_prefix = format_prefix(self.document_task, self.profile.prefix_template)
         self.batch_size = batch_size
@@ -133,15 +184,19 @@ class YoutuEmbedder:
                 self.profile.attention,
             )
         config = self.backbone.model.config
-        self.max_length: int = min(
-            self.profile.max_length, getattr(config, "max_position_embeddings", 1 << 30)
-        )
+        wanted = self.profile.max_length or int(self.backbone.tokenizer.model_max_length)
+        self.max_length: int = min(wanted, getattr(config, "max_position_embeddings", 1 << 30))
         self.dimension: int = int(config.hidden_size)
         # A decoder would otherwise fill a key/value cache that an embedding never reads.
         forward_parameters = inspect.signature(self.backbone.model.forward).parameters
         self._forward_options: dict[str, Any] = (
             {"use_cache": False} if "use_cache" in forward_parameters else {}
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled, deep-copied or copied as its arguments: the copy loads nothing new while the
+        # backbone is in this process's cache, and a pickle never carries the weights.
+        return (_build, (type(self), self.arguments))
 
     @property
     def model_name(self) -> str:
@@ -152,30 +207,102 @@ class YoutuEmbedder:
         return self.profile.pooling
 
     @property
+    def pooling_mode(self) -> PoolingMode:
+        return self.profile.pooling_mode
+
+    @property
     def attention(self) -> Attention | None:
         """How a ``utu`` backbone attends; ``None`` for models that attend as they were built."""
         return self.backbone.attention
 
+    def info(self) -> dict[str, Any]:
+        """What this embedder does and why: each rule with its value and where it came from.
+
+        Returns:
+            JSON-ready: ``model``, ``source``, ``device``, ``dtype``, ``dimension`` and
+            ``rules``, a mapping of rule name to ``{"value": ..., "from": ...}``.
+        """
+        profile = self.profile
+        attention_origin = (
+            profile.origin("attention")
+            if profile.attention
+            else "utu default (the published model attends bidirectionally)"
+        )
+        rules: dict[str, tuple[Any, str]] = {
+            "max_length": (
+                self.max_length,
+                profile.origin("max_length")
+                + (f", capped by the model's {self.max_length} positions" if self._capped else ""),
+            ),
+            "pooling": (profile.pooling, profile.origin("pooling")),
+            "pooling_mode": (profile.pooling_mode, profile.origin("pooling_mode")),
+            "query_prefix": (self.query_prefix, profile.origin("query_task")),
+            "document_prefix": (self.document_prefix, profile.origin("document_task")),
+            "normalize": (True, _normalize_origin(profile)),
+        }
+        if self.attention is not None:
+            rules["attention"] = (self.attention, attention_origin)
+        return {
+            "model": self.model_name,
+            "source": profile.source,
+            "device": str(self.backbone.device),
+            "dtype": str(self.backbone.dtype).removeprefix("torch."),
+            "dimension": self.dimension,
+            "rules": {name: {"value": value, "from": of} for name, (value, of) in rules.items()},
+        }
+
+    @property
+    def _capped(self) -> bool:
+        wanted = self.profile.max_length or int(self.backbone.tokenizer.model_max_length)
+        return self.max_length < wanted
+
     def __repr__(self) -> str:
+        info = self.info()
+        rules = ", ".join(
+            f"{name}={rule['value']!r} [{rule['from']}]" for name, rule in info["rules"].items()
+        )
         return (
-            f"YoutuEmbedder({self.model_name!r}, device={str(self.backbone.device)!r}, "
-            f"dtype={str(self.backbone.dtype).removeprefix('torch.')!r}, "
-            f"dimension={self.dimension}, max_length={self.max_length}"
-            + (f", attention={self.attention!r})" if self.attention else ")")
+            f"YoutuEmbedder({self.model_name!r}, device={info['device']!r}, "
+            f"dtype={info['dtype']!r}, dimension={self.dimension}, {rules})"
         )
 
     def encode_queries(self, texts: str | Sequence[str]) -> np.ndarray:
-        """Embed search queries with the query instruction."""
+        """Embed search queries with the query instruction.
+
+        Args:
+            texts: one query or a sequence of them.
+
+        Returns:
+            An (n, dimension) float32 array of unit vectors, in input order.
+
+        Raises:
+            TypeError: a text is not a string (the message names its index).
+            ValueError: a text is empty, or has no token left once the prefix is masked.
+        """
         return self.encode(texts, prefix=self.query_prefix)
 
     def encode_documents(self, texts: str | Sequence[str]) -> np.ndarray:
-        """Embed documents (passages) with the document instruction, empty by default."""
+        """:meth:`encode_queries` for documents (passages): the document instruction, empty by
+        default, instead of the query instruction."""
         return self.encode(texts, prefix=self.document_prefix)
 
     def encode(self, texts: str | Sequence[str], prefix: str = "") -> np.ndarray:
-        """Embed ``prefix + text`` for each text; the prefix is masked out of the mean.
+        """Embed ``prefix + text`` for each text, pooled by the profile's rules.
 
-        Returns an (n, dimension) float32 array of unit vectors in input order.
+        Texts longer than ``max_length`` tokens are truncated, with one warning per call.
+
+        Args:
+            texts: one text or a sequence of them.
+            prefix: prepended verbatim; whether its tokens are pooled is the profile's
+                ``pooling`` rule (never, for ``"text"``).
+
+        Returns:
+            An (n, dimension) float32 array of unit vectors, in input order.
+
+        Raises:
+            TypeError: a text is not a string (the message names its index).
+            ValueError: a text is empty, or has no token left to pool.
+            torch.OutOfMemoryError: even a batch of one text does not fit.
         """
         items = validate_texts(texts)
         output = np.empty((len(items), self.dimension), dtype=np.float32)
@@ -249,10 +376,11 @@ class YoutuEmbedder:
     def _embed_rows(self, rows: list[int], packed: _Packed, prefix_chars: int) -> np.ndarray:
         pad_id = self.backbone.tokenizer.pad_token_id
         ids, ends, attention = packed.batch(rows, 0 if pad_id is None else int(pad_id))
-        if self.profile.pooling == "text":
-            pooled = text_mask(ends, attention, prefix_chars)
-        else:
+        pooling = self.profile.pooling
+        if pooling == "all" or (pooling == "exclude_prompt" and not prefix_chars):
             pooled = attention
+        else:
+            pooled = text_mask(ends, attention, prefix_chars)
         empty = (pooled.sum(dim=1) == 0).nonzero().flatten().tolist()
         if empty:
             raise ValueError(
@@ -266,9 +394,32 @@ class YoutuEmbedder:
             **self._forward_options,
         }
         hidden = self.backbone.model(**inputs).last_hidden_state
-        vectors = l2_normalize(masked_mean(hidden, pooled.to(device)))
+        vectors = l2_normalize(pool(hidden, pooled.to(device), self.profile.pooling_mode))
         result: np.ndarray = vectors.cpu().numpy()
         return result
+
+
+#: The constructor's keywords, kept by each embedder to rebuild it.
+_ARGUMENTS = frozenset(inspect.signature(YoutuEmbedder.__init__).parameters) - {"self"}
+
+
+def _task(instruction: str | None, side: Side) -> str | None:
+    return None if instruction is None else resolve_task(instruction, side)
+
+
+def _build(cls: type[YoutuEmbedder], arguments: dict[str, Any]) -> YoutuEmbedder:
+    return cls(**arguments)
+
+
+def _normalize_origin(profile: ModelProfile) -> str:
+    if profile.normalized is False:
+        return (
+            f"always; the checkpoint has no Normalize module ({profile.origin('normalized')}), "
+            "so sentence-transformers would return raw vectors with the same cosine similarities"
+        )
+    if profile.normalized:
+        return f"always; the checkpoint agrees ({profile.origin('normalized')})"
+    return "always"
 
 
 class _Packed:

@@ -25,11 +25,12 @@ import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from youtu_rag.backends import TextEmbedder, create_embedder, is_remote
+from youtu_rag.backends import TextEmbedder, is_remote
 from youtu_rag.embedder import YoutuEmbedder
 from youtu_rag.http_embedder import HttpEmbedder
 from youtu_rag.loading import resolve_device
 from youtu_rag.profiles import YOUTU_EMBEDDING, get_profile
+from youtu_rag.settings import EmbedderSettings
 from youtu_rag.tencent_cloud import TencentCloudEmbedder
 
 logger = logging.getLogger(__name__)
@@ -116,29 +117,46 @@ def _available(device: str) -> bool:
 class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
     """Chroma embedding function over :class:`~youtu_rag.YoutuEmbedder`.
 
-    Takes the embedder's arguments (``tencent-cloud:<model>`` for the API); use
-    :meth:`from_embedder` to wrap one already loaded. With ``base_url=`` it embeds through a
-    ``youtu-rag serve`` server instead of loading the model (``api_key=`` or
-    ``YOUTU_RAG_API_KEY`` for its key, which is never stored).
+    Takes the embedder's options (:class:`~youtu_rag.settings.EmbedderSettings`: unknown ones
+    raise), ``tencent-cloud:<model>`` for the Tencent Cloud API; use :meth:`from_embedder` to
+    wrap one already loaded. With ``base_url=`` it embeds through a ``youtu-rag serve`` server
+    instead of loading the model (``api_key=`` or ``YOUTU_RAG_API_KEY`` for its key, which is
+    never stored). The embedder cannot be swapped afterwards, so :meth:`get_config` always
+    describes the vectors it makes.
     """
 
     _embedder: TextEmbedder | None
     _config: dict[str, Any]
 
-    def __init__(
-        self,
-        model_name_or_path: str | None = None,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        **options: Any,
-    ) -> None:
-        self._embedder = embedder = _build(model_name_or_path, base_url, api_key, options)
+    def __init__(self, model_name_or_path: str | None = None, **options: Any) -> None:
+        """Build the embedder.
+
+        Args:
+            model_name_or_path: hub id, local directory or ``tencent-cloud:<model>``
+                (``None``: Youtu-Embedding, unless an alias such as ``model=`` names it).
+            **options: further :class:`~youtu_rag.settings.EmbedderSettings` options,
+                ``base_url=`` and ``api_key=`` included.
+
+        Raises:
+            pydantic.ValidationError: an option is unknown or invalid.
+            ValueError: an option is set that the chosen backend cannot honour.
+            OSError: the model cannot be found.
+        """
+        if model_name_or_path is not None:
+            options["model_name_or_path"] = model_name_or_path
+        self._embedder = embedder = EmbedderSettings(**options).build()
         _remember_trust(embedder)
 
     @classmethod
     def from_embedder(cls, embedder: TextEmbedder) -> YoutuEmbeddingFunction:
-        """Wrap an existing embedder, sharing its loaded model and settings."""
+        """Wrap an existing embedder, sharing its loaded model and settings.
+
+        Args:
+            embedder: the embedder to wrap.
+
+        Returns:
+            A function that embeds with exactly that embedder.
+        """
         function = cls.__new__(cls)
         function._embedder = embedder
         _remember_trust(embedder)
@@ -152,33 +170,48 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         read, where nothing is embedded: a writer of ready-made vectors loads no model.
         """
         if self._embedder is None:
-            options = dict(self._config)
-            model = options.pop("model_name_or_path", None)
-            self._embedder = _build(model, options.pop("base_url", None), None, options)
+            self._embedder = EmbedderSettings(**self._config).build()
         return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
-        """Embed documents (stored texts) with the document instruction."""
+        """Embed documents (stored texts) with the document instruction.
+
+        Args:
+            input: the documents.
+
+        Returns:
+            One float32 vector per document, in order.
+
+        Raises:
+            TypeError: a text is not a string (the message names its index).
+            ValueError: a text is empty or whitespace only.
+        """
         return list(self.embedder.encode_documents(input))
 
     def embed_query(self, input: Documents) -> Embeddings:
-        """Embed search queries with the query instruction."""
+        """``__call__`` for search queries: the query instruction instead of the document one."""
         return list(self.embedder.encode_queries(input))
 
     @staticmethod
     def name() -> str:
+        """The name Chroma stores with a collection to find this class again."""
         return "youtu_rag"
 
     def default_space(self) -> Space:
-        # Vectors are unit length: cosine ranks as inner product does, and reads as similarity.
+        """``cosine``: the vectors are unit length, so cosine ranks as inner product does and
+        reads as a similarity."""
         return "cosine"
 
     def get_config(self) -> dict[str, Any]:
         """Everything that shapes the vectors, as JSON, to rebuild this embedder elsewhere.
 
-        Progress display is left out: it belongs to the process, not to the collection; so are
-        API credentials and a server's API key, read from the environment wherever the function
-        is rebuilt.
+        The values are the resolved ones (device, dtype, instructions, pooling), so a later
+        version with other defaults still rebuilds the same vectors. Progress display is left
+        out: it belongs to the process, not to the collection; so are API credentials and a
+        server's API key, read from the environment wherever the function is rebuilt.
+
+        Returns:
+            :class:`~youtu_rag.settings.EmbedderSettings` options.
         """
         if self._embedder is None:
             return dict(self._config)
@@ -200,7 +233,8 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             "document_instruction": embedder.document_task,
             "trust_remote_code": embedder.profile.trust_remote_code,
             "pooling": embedder.pooling,
-            "attention": embedder.profile.attention,
+            "pooling_mode": embedder.pooling_mode,
+            "attention": embedder.attention,
         }
 
     @staticmethod
@@ -218,6 +252,18 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         :data:`TRUST_REMOTE_CODE_ENV` is set, or this process already loaded that model with
         remote code itself. Without that, the model is loaded with ``trust_remote_code=False``
         whatever its profile says.
+
+        Args:
+            config: a stored :meth:`get_config`.
+            trust_remote_code: allow a config that loads its model with remote code.
+
+        Returns:
+            The function.
+
+        Raises:
+            pydantic.ValidationError: the config holds an unknown or invalid option.
+            OSError: the model cannot be found here.
+            RemoteCodeRefusedError: the config asks for remote code without consent.
         """
         if wants_remote_code(config):
             check_stored_config(
@@ -234,18 +280,11 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             logger.warning("device %s is not available here; using %s", device, fallback)
             options["device"] = fallback
             options["dtype"] = None
+        EmbedderSettings(**options)  # an unknown or invalid option fails here, not on first use
         function = YoutuEmbeddingFunction.__new__(YoutuEmbeddingFunction)
         function._embedder = None
         function._config = options
         return function
-
-
-def _build(
-    model: str | None, base_url: str | None, api_key: str | None, options: dict[str, Any]
-) -> TextEmbedder:
-    if base_url is not None:
-        return HttpEmbedder(base_url, model=model, api_key=api_key)
-    return create_embedder(model or YOUTU_EMBEDDING, **options)
 
 
 def _remember_trust(embedder: TextEmbedder) -> None:

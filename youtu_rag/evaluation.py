@@ -47,7 +47,15 @@ class BeirDataset:
 
 
 def document_text(title: str, text: str) -> str:
-    """MTEB's rule for a retrieval document."""
+    """MTEB's rule for a retrieval document.
+
+    Args:
+        title: the document's title, ``""`` for none.
+        text: its body.
+
+    Returns:
+        ``title + " " + text``, stripped.
+    """
     return (title + " " + text).strip()
 
 
@@ -85,6 +93,17 @@ def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
     Only the queries judged in the split are kept (SciFact ships 1,109 claims but judges 300);
     a judgement naming an unknown query or document is an error, since it would silently cap
     the reachable recall, and so is a split that judges nothing. Errors name the file and line.
+
+    Args:
+        directory: the BEIR-format folder.
+        split: which ``qrels/{split}.tsv`` to read.
+
+    Returns:
+        The corpus (documents as MTEB embeds them), the judged queries and the judgements.
+
+    Raises:
+        FileNotFoundError: one of the three files is missing.
+        ValueError: a line is malformed, or a judgement names an unknown query or document.
     """
     root = Path(directory)
     qrels_path = root / "qrels" / f"{split}.tsv"
@@ -149,13 +168,29 @@ def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
 
 
 def rank(scores: Mapping[str, float]) -> list[str]:
-    """Document ids best first; equal scores in descending id order, as trec_eval sorts them."""
+    """Document ids best first; equal scores in descending id order, as trec_eval sorts them.
+
+    Args:
+        scores: document id -> score.
+
+    Returns:
+        The ids, ranked.
+    """
     by_id = sorted(scores, reverse=True)
     return sorted(by_id, key=lambda doc_id: scores[doc_id], reverse=True)
 
 
 def ndcg_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    """nDCG@k with gain equal to the relevance grade (negative grades count as 0)."""
+    """nDCG@k with gain equal to the relevance grade (negative grades count as 0).
+
+    Args:
+        relevance: document id -> judged grade.
+        ranking: document ids, best first.
+        k: the cut-off.
+
+    Returns:
+        The score in [0, 1]; 0 when nothing relevant is judged.
+    """
     dcg = sum(
         max(relevance.get(doc_id, 0), 0) / math.log2(position + 2)
         for position, doc_id in enumerate(ranking[:k])
@@ -166,7 +201,8 @@ def ndcg_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> f
 
 
 def recall_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    """Share of the relevant documents (grade >= 1) found in the top k."""
+    """Share of the relevant documents (grade >= 1) found in the top k, in [0, 1]; arguments
+    as for :func:`ndcg_at_k`, 0 when nothing relevant is judged."""
     relevant = {doc_id for doc_id, grade in relevance.items() if grade >= 1}
     if not relevant:
         return 0.0
@@ -174,7 +210,8 @@ def recall_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) ->
 
 
 def mrr_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> float:
-    """Reciprocal rank of the first relevant document in the top k, else 0."""
+    """Reciprocal rank of the first relevant document in the top k, 0 when none is there;
+    arguments as for :func:`ndcg_at_k`."""
     for position, doc_id in enumerate(ranking[:k], start=1):
         if relevance.get(doc_id, 0) >= 1:
             return 1.0 / position
@@ -184,7 +221,16 @@ def mrr_at_k(relevance: Mapping[str, int], ranking: Sequence[str], k: int) -> fl
 def score_run(
     qrels: Qrels, run: Run, k_values: Sequence[int] = DEFAULT_K_VALUES
 ) -> dict[str, float]:
-    """Mean ``ndcg@k``, ``recall@k`` and ``mrr@k`` over the queries judged and run."""
+    """Mean ``ndcg@k``, ``recall@k`` and ``mrr@k`` over the queries judged and run.
+
+    Args:
+        qrels: query id -> document id -> grade.
+        run: query id -> document id -> score.
+        k_values: the cut-offs.
+
+    Returns:
+        Metric name (``"ndcg@10"``, ...) -> mean over the queries.
+    """
     evaluated = [query_id for query_id in run if query_id in qrels]
     totals = {f"{name}@{k}": 0.0 for name in ("ndcg", "recall", "mrr") for k in k_values}
     for query_id in evaluated:
@@ -209,7 +255,19 @@ def exact_search(
     k: int,
     chunk: int = 1024,
 ) -> Run:
-    """Brute-force top-k by inner product (cosine, for unit vectors), over every document."""
+    """Brute-force top-k by inner product (cosine, for unit vectors), over every document.
+
+    Args:
+        query_vectors: (queries, dim) array.
+        query_ids: their ids, in row order.
+        doc_vectors: (documents, dim) array.
+        doc_ids: their ids, in row order.
+        k: results per query.
+        chunk: queries scored per matrix product (bounds memory).
+
+    Returns:
+        Query id -> document id -> score for the top k.
+    """
     docs = torch.from_numpy(np.ascontiguousarray(doc_vectors, dtype=np.float32))
     top = min(k, len(doc_ids))
     run: Run = {}
@@ -236,8 +294,9 @@ def chroma_search(
 ) -> Run:
     """Top-k through a fresh on-disk Chroma collection (HNSW, cosine space) at ``path``.
 
-    Scores are ``1 - distance``, the cosine similarity, so runs compare with
-    :func:`exact_search`. A collection left there by an earlier evaluation is replaced.
+    Takes :func:`exact_search`'s arguments, with ``path`` (the database directory) in place of
+    ``chunk``, and returns the same kind of run: scores are ``1 - distance``, the cosine
+    similarity. A collection left there by an earlier evaluation is replaced.
     """
     import chromadb
     from chromadb.config import Settings
@@ -278,7 +337,16 @@ def chroma_search(
 
 
 def overlap_at_k(approximate: Run, exact: Run, k: int) -> float:
-    """Mean share of each query's exact top k that the approximate search also returned."""
+    """Mean share of each query's exact top k that the approximate search also returned.
+
+    Args:
+        approximate: the run to check.
+        exact: the exact run.
+        k: the cut-off.
+
+    Returns:
+        The mean share in [0, 1].
+    """
     shares = []
     for query_id, scores in exact.items():
         truth = set(rank(scores)[:k])
@@ -300,10 +368,19 @@ def evaluate(
 ) -> dict[str, float | int]:
     """Embed the corpus and the judged queries, search, and score; MTEB's protocol.
 
-    Returns the metrics (``ndcg@10``, ``recall@100``, ``mrr@10``, ... for each k), ``queries``,
-    ``documents`` and ``seconds`` (embedding and search, not model loading). With ``via_chroma``
-    the metrics come from the Chroma search, the exact search's are kept under ``exact_*`` keys,
-    and ``hnsw_overlap@k`` is the share of the exact top k that HNSW returned.
+    Args:
+        embedder: the embedder under test.
+        dataset: from :func:`load_beir`.
+        k_values: the cut-offs.
+        via_chroma: search through a Chroma HNSW index instead of exactly.
+        chroma_path: where that index goes (default: a temporary directory).
+
+    Returns:
+        The metrics (``ndcg@10``, ``recall@100``, ``mrr@10``, ... for each k), ``queries``,
+        ``documents`` and ``seconds`` (embedding and search, not model loading). With
+        ``via_chroma`` the metrics come from the Chroma search, the exact search's are kept
+        under ``exact_*`` keys, and ``hnsw_overlap@k`` is the share of the exact top k that
+        HNSW returned.
     """
     started = time.perf_counter()
     doc_ids = list(dataset.corpus)

@@ -118,6 +118,12 @@ def chunk_limit(embedder: Embedder) -> int:
     """The most tokens a chunk may have so that prefix, special tokens and chunk fit the model.
 
     An API model without a local tokenizer counts characters, up to its own limit.
+
+    Args:
+        embedder: the embedder the chunks are for.
+
+    Returns:
+        The limit in tokens (characters for an API model).
     """
     if not isinstance(embedder, YoutuEmbedder):
         return embedder.max_length
@@ -141,6 +147,20 @@ def make_splitter(
     limit is refused: the tail of such chunks would be truncated away and never found. Tokens
     are counted as ``tokenizer.tokenize`` does, through :mod:`youtu_rag.tokenization`, so
     splitting is safe next to embedding in other threads.
+
+    Args:
+        embedder: its tokenizer measures the chunks.
+        chunk_size: tokens per chunk (default :data:`DEFAULT_CHUNK_TOKENS`, or
+            :data:`DEFAULT_CHUNK_CHARACTERS` for an API model; the model's limit if lower).
+        chunk_overlap: tokens shared by neighbours (default an eighth of the size).
+        markdown: split on Markdown structure first.
+
+    Returns:
+        The splitter.
+
+    Raises:
+        ValueError: a size above the model's limit (the tail of such chunks would be truncated
+            away and never found), or an overlap not below the size.
     """
     limit = chunk_limit(embedder)
     local = isinstance(embedder, YoutuEmbedder)

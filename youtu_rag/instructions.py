@@ -131,9 +131,14 @@ CMTEB_INSTRUCTIONS: dict[str, TaskInstruction] = {
 def resolve_task(name_or_task: str, side: Side) -> str:
     """Turn a preset name or free task text into the task text for one side.
 
-    A preset name gives its published instruction, except on the document side of a retrieval or
-    reranking task, where documents carry none. Any other string is the task text itself, and
-    the empty string means "no instruction".
+    Args:
+        name_or_task: a C-MTEB task name (see :data:`CMTEB_INSTRUCTIONS`), free task text, or
+            ``""`` for no instruction.
+        side: ``"query"`` or ``"document"``.
+
+    Returns:
+        A preset's published instruction, except on the document side of a retrieval or
+        reranking task, where documents carry none (``""``); any other string unchanged.
     """
     preset = CMTEB_INSTRUCTIONS.get(name_or_task)
     if preset is None:
@@ -144,5 +149,13 @@ def resolve_task(name_or_task: str, side: Side) -> str:
 
 
 def format_prefix(task: str, template: str = QUERY_TEMPLATE) -> str:
-    """The verbatim prefix for a task text; empty task, empty prefix."""
+    """The verbatim prefix for a task text.
+
+    Args:
+        task: the task text; ``""`` for none.
+        template: a template with one ``{task}`` field.
+
+    Returns:
+        The prefix; an empty task gives an empty prefix.
+    """
     return template.format(task=task) if task else ""

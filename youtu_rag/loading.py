@@ -50,7 +50,14 @@ class Backbone:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The given device, else CUDA, then MPS, then CPU."""
+    """The given device, else CUDA, then MPS, then CPU.
+
+    Args:
+        device: a device or its name; ``None`` picks the best available.
+
+    Returns:
+        The device.
+    """
     if device is not None:
         return torch.device(device)
     if torch.cuda.is_available():
@@ -61,7 +68,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """The given dtype, else bfloat16 on CUDA and float32 elsewhere."""
+    """The given dtype, else bfloat16 on CUDA and float32 elsewhere.
+
+    Args:
+        dtype: a dtype or its name (``float32``, ``bf16``, ...); ``None`` for the default.
+        device: the device it will run on.
+
+    Returns:
+        The dtype.
+
+    Raises:
+        ValueError: an unknown dtype name.
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None:
@@ -81,7 +99,18 @@ class RemoteCodeError(RuntimeError):
 
 
 def read_config(source: str) -> dict[str, Any]:
-    """``config.json`` of a hub id or local directory, read as data: no checkpoint code runs."""
+    """``config.json`` of a hub id or local directory, read as data: no checkpoint code runs.
+
+    Args:
+        source: hub id or local directory.
+
+    Returns:
+        The parsed config.
+
+    Raises:
+        OSError: there is no ``config.json``, or the hub cannot be reached for a checkpoint
+            not in the local cache.
+    """
     path = cached_file(source, "config.json")
     if path is None:
         raise OSError(f"{source} has no config.json")
@@ -102,6 +131,22 @@ def load_backbone(
     A ``utu`` checkpoint (Youtu-Embedding) is built natively on transformers' Llama code with
     ``attention`` (default bidirectional) unless the caller asks for its remote code; any other
     model goes through ``AutoModel`` and attends as it was built.
+
+    Args:
+        source: hub id or local directory.
+        device: where the model runs.
+        dtype: its weights' dtype.
+        trust_remote_code: run the checkpoint's own modelling code.
+        attention: for ``utu`` checkpoints, ``"bidirectional"`` (default) or ``"causal"``.
+
+    Returns:
+        The backbone, shared with every other caller of the same arguments.
+
+    Raises:
+        OSError: the checkpoint cannot be found.
+        ValueError: ``attention`` for a model that is not a natively loaded ``utu``
+            checkpoint, or a tokenizer without offsets (not a fast tokenizer).
+        RemoteCodeError: a ``utu`` checkpoint's own code does not import here.
     """
     config = read_config(source)
     native = is_utu(config) and not trust_remote_code

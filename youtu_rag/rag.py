@@ -38,20 +38,42 @@ class Passage:
 
 
 def format_passage(number: int, passage: Sourced) -> str:
-    """``[n] source: PATH`` on one line, the passage text below it."""
+    """``[n] source: PATH`` on one line, the passage text below it.
+
+    Args:
+        number: the citation number.
+        passage: text and source (``None``: the header has no source).
+
+    Returns:
+        The formatted passage.
+    """
     header = f"[{number}]" if passage.source is None else f"[{number}] source: {passage.source}"
     return f"{header}\n{passage.text.strip()}"
 
 
 def format_context(passages: Iterable[Sourced]) -> str:
-    """The passages numbered from 1, in the order given (best first), blank-line separated."""
+    """The passages numbered from 1, blank-line separated: the context a chat model reads.
+
+    Args:
+        passages: in the order given (best first).
+
+    Returns:
+        The context text.
+    """
     return "\n\n".join(
         format_passage(number, passage) for number, passage in enumerate(passages, start=1)
     )
 
 
 def format_sources(passages: Iterable[Sourced]) -> str:
-    """One ``[n] source`` line per passage: the key to the citations in an answer."""
+    """One ``[n] source`` line per passage: the key to the citations in an answer.
+
+    Args:
+        passages: in citation order.
+
+    Returns:
+        The lines, ``(unknown source)`` where a passage has none.
+    """
     return "\n".join(
         f"[{number}] {passage.source or '(unknown source)'}"
         for number, passage in enumerate(passages, start=1)
@@ -59,7 +81,15 @@ def format_sources(passages: Iterable[Sourced]) -> str:
 
 
 def build_messages(question: str, passages: Sequence[Sourced]) -> list[tuple[str, str]]:
-    """The (role, content) messages of the default prompt, for any chat API."""
+    """The (role, content) messages of the default prompt, for any chat API.
+
+    Args:
+        question: the user's question.
+        passages: retrieved passages, best first.
+
+    Returns:
+        The system message and the user message with the numbered context.
+    """
     return [
         ("system", SYSTEM_PROMPT),
         ("user", USER_TEMPLATE.format(context=format_context(passages), question=question)),

@@ -92,7 +92,14 @@ from transformers.utils import LossKwargs
 
 
 def build_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
-    """A byte-level BPE that adds a BOS, with a pad token, trained on a small fixed corpus."""
+    """A byte-level BPE that adds a BOS, with a pad token, trained on a small fixed corpus.
+
+    Args:
+        vocab_size: the most tokens the BPE may learn.
+
+    Returns:
+        The tokenizer, padding on the right.
+    """
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -117,7 +124,15 @@ def build_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
 
 
 def utu_config(shape: UtuShape, tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
-    """The published ``config.json`` at ``shape``'s sizes."""
+    """The published ``config.json`` at ``shape``'s sizes.
+
+    Args:
+        shape: the network's sizes.
+        tokenizer: supplies the BOS and EOS ids.
+
+    Returns:
+        The config, as JSON.
+    """
     return {
         "architectures": ["UTUModel"],
         "auto_map": {
@@ -147,14 +162,31 @@ def utu_config(shape: UtuShape, tokenizer: PreTrainedTokenizerFast) -> dict[str,
 
 
 def random_weights(config: dict[str, Any], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random Llama weights for ``config``, named as the published ``UTUModel`` names them."""
+    """Random Llama weights for ``config``, named as the published ``UTUModel`` names them.
+
+    Args:
+        config: a ``utu`` config from :func:`utu_config`.
+        seed: the random seed.
+
+    Returns:
+        Tensor name -> tensor.
+    """
     torch.manual_seed(seed)
     network = LlamaModel(llama_config(config))
     return {name: tensor.contiguous() for name, tensor in network.state_dict().items()}
 
 
 def build_random_utu(directory: str | Path, shape: UtuShape = TINY_SHAPE, *, seed: int = 0) -> Path:
-    """Write a random ``utu`` checkpoint of ``shape`` to ``directory`` and return it."""
+    """Write a random ``utu`` checkpoint of ``shape`` to ``directory``.
+
+    Args:
+        directory: created if missing.
+        shape: the network's sizes.
+        seed: the weights' random seed.
+
+    Returns:
+        The directory, holding config, weights, tokenizer and stand-in remote code.
+    """
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(min(shape.vocab_size, 600))

@@ -15,7 +15,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -92,13 +92,7 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``youtu-rag search --json``."""
-        return {
-            "id": self.id,
-            "score": self.score,
-            "text": self.text,
-            "source": self.source,
-            "metadata": self.metadata,
-        }
+        return {**asdict(self), "source": self.source}
 
 
 @dataclass(frozen=True)
@@ -117,29 +111,36 @@ class CollectionInfo:
     """The stored embedding-function config (``{"name", "config", ...}``), as raw JSON."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``youtu-rag info --json``."""
-        return {
-            "collection": self.name,
-            "count": self.count,
-            "model": self.model,
-            "dimension": self.dimension,
-            "query_prefix": self.query_prefix,
-            "document_prefix": self.document_prefix,
-            "pooling": self.pooling,
-            "backend": self.backend,
-        }
+        """The JSON shape of ``youtu-rag info --json``: the name under ``collection``."""
+        fields = asdict(self)
+        return {"collection": fields.pop("name"), **fields}
 
 
 def fingerprint(embedder: Embedder) -> dict[str, str | int]:
-    """Everything about an embedder that decides whether two vectors are comparable."""
+    """Everything about an embedder that decides whether two vectors are comparable.
+
+    Args:
+        embedder: the embedder, local or remote.
+
+    Returns:
+        Collection metadata: backend, model, dimension, both prefixes and the pooling.
+    """
     return {
         BACKEND_KEY: embedder.backend,
         MODEL_KEY: embedder.model_name,
         DIMENSION_KEY: embedder.dimension,
         QUERY_PREFIX_KEY: embedder.query_prefix,
         DOCUMENT_PREFIX_KEY: embedder.document_prefix,
-        POOLING_KEY: embedder.pooling,
+        POOLING_KEY: _recorded_pooling(embedder),
     }
+
+
+def _recorded_pooling(embedder: Embedder) -> str:
+    # Mean pooling (and an API's own) keeps the value collections made before pooling modes
+    # existed record.
+    if not isinstance(embedder, YoutuEmbedder) or embedder.pooling_mode == "mean":
+        return embedder.pooling
+    return f"{embedder.pooling_mode} of {embedder.pooling}"
 
 
 def connect(
@@ -152,6 +153,19 @@ def connect(
 
     With ``create=False`` a directory holding no database is an error instead of a new empty
     database, so a read command on a mistyped or wrong path leaves nothing behind.
+
+    Args:
+        persist_dir: the database directory.
+        url: a Chroma server, ``http(s)://host:port`` (then no ``persist_dir``).
+        create: make a missing database directory.
+
+    Returns:
+        The client.
+
+    Raises:
+        ValueError: both a directory and a URL, or a malformed URL.
+        CollectionNotFoundError: no database at ``persist_dir`` and ``create`` is false.
+        ServerUnreachableError: no server answers at ``url``.
     """
     if url is not None:
         if persist_dir is not None:
@@ -244,7 +258,18 @@ def server_errors(client: ClientAPI) -> Iterator[None]:
 
 
 def describe(client: ClientAPI, name: str = DEFAULT_COLLECTION) -> CollectionInfo:
-    """The collection's size and recorded embedder; raises if the collection does not exist."""
+    """The collection's size and recorded embedder, read without loading any model.
+
+    Args:
+        client: a client from :func:`connect`.
+        name: the collection.
+
+    Returns:
+        What it holds.
+
+    Raises:
+        CollectionNotFoundError: the collection does not exist.
+    """
     collection = _get_collection(client, name, None)
     metadata = dict(collection.metadata or {})
     dimension = metadata.get(DIMENSION_KEY)
@@ -268,6 +293,13 @@ def check_model(info: CollectionInfo, model_name: str, *, trust_remote_code: boo
     stored embedding function that would load other or remote code.
 
     Lets a caller fail before loading a model; :class:`ChromaStore` checks the full fingerprint.
+
+    Args:
+        info: from :func:`describe`.
+        model_name: the model about to be loaded.
+
+    Raises:
+        ModelMismatchError: the collection records another model.
     """
     if info.model is not None and info.model != model_name:
         raise ModelMismatchError(
@@ -346,11 +378,18 @@ class ChromaRecords:
     """
 
     def __init__(self, client: ClientAPI, collection: Collection) -> None:
+        """Hold an open collection.
+
+        Args:
+            client: the client it was opened with (its batch limit bounds writes).
+            collection: the collection.
+        """
         self.client = client
         self.collection = collection
         self.name = collection.name
 
     def count(self) -> int:
+        """Records in the collection."""
         with server_errors(self.client):
             return self.collection.count()
 
@@ -361,7 +400,17 @@ class ChromaRecords:
         metadatas: Sequence[Mapping[str, str | int | float | bool]] | None,
         vectors: np.ndarray,
     ) -> int:
-        """Upsert ready-made vectors by id, in batches no larger than the server's maximum."""
+        """Upsert ready-made vectors by id, in batches no larger than the server's maximum.
+
+        Args:
+            ids: one per text; an existing id is overwritten.
+            texts: the documents stored with the vectors.
+            metadatas: one per text.
+            vectors: (n, dimension), one row per text.
+
+        Returns:
+            The number of records written.
+        """
         metadata_list = None if metadatas is None else [dict(m) for m in metadatas]
         with server_errors(self.client):
             for batch_ids, batch_vectors, batch_metadatas, batch_texts in create_batches(
@@ -380,7 +429,14 @@ class ChromaRecords:
         return len(ids)
 
     def delete(self, ids: Iterable[str]) -> int:
-        """Delete records by id, in batches the server accepts; returns how many were asked."""
+        """Delete records by id, in batches the server accepts.
+
+        Args:
+            ids: the records.
+
+        Returns:
+            How many were asked to be deleted.
+        """
         items = list(ids)
         with server_errors(self.client):
             size = self.client.get_max_batch_size()
@@ -389,7 +445,14 @@ class ChromaRecords:
         return len(items)
 
     def ids_where(self, where: Mapping[str, Any]) -> set[str]:
-        """Ids of the records whose metadata matches a Chroma ``where`` filter."""
+        """Ids of the records whose metadata matches a Chroma ``where`` filter.
+
+        Args:
+            where: the filter, e.g. ``{"source": "/docs/a.md"}``.
+
+        Returns:
+            The ids.
+        """
         found: set[str] = set()
         offset = 0
         while True:
@@ -446,6 +509,19 @@ class ChromaStore(ChromaRecords):
         *,
         create: bool = True,
     ) -> None:
+        """Open (or create) the collection and check that this embedder made it.
+
+        Args:
+            embedder: the embedder that fills and queries the collection.
+            client: a client from :func:`connect`.
+            name: the collection.
+            create: create it if missing.
+
+        Raises:
+            CollectionNotFoundError: it is missing and ``create`` is false.
+            ModelMismatchError: another embedder made it, or not youtu-rag.
+            StoreError: it is not in cosine space.
+        """
         self.embedder = embedder
         function = YoutuEmbeddingFunction.from_embedder(embedder)
         expected = fingerprint(embedder)
@@ -472,7 +548,21 @@ class ChromaStore(ChromaRecords):
         collection: str = DEFAULT_COLLECTION,
         create: bool = True,
     ) -> ChromaStore:
-        """Connect (see :func:`connect`) and open, or create, the collection."""
+        """Connect (see :func:`connect`) and open, or create, the collection.
+
+        Args:
+            embedder: the embedder that fills and queries the collection.
+            persist_dir: the database directory.
+            url: a Chroma server instead.
+            collection: the collection.
+            create: create the database and collection if missing.
+
+        Returns:
+            The store.
+
+        Raises:
+            StoreError: see :func:`connect` and :class:`ChromaStore`.
+        """
         return cls(embedder, connect(persist_dir, url, create=create), collection, create=create)
 
     def __repr__(self) -> str:
@@ -524,8 +614,20 @@ class ChromaStore(ChromaRecords):
     ) -> int:
         """Embed ``texts`` as documents (unless given ``embeddings``) and write them by id.
 
-        Writes go in batches no larger than the server's ``get_max_batch_size()``. Returns the
-        number of records written.
+        Writes go in batches no larger than the server's ``get_max_batch_size()``.
+
+        Args:
+            ids: one per text; an existing id is overwritten.
+            texts: the documents.
+            metadatas: one per text.
+            embeddings: precomputed vectors, (n, dimension).
+
+        Returns:
+            The number of records written.
+
+        Raises:
+            TypeError: a text is not a string.
+            ValueError: an empty text, lengths that differ, or embeddings of the wrong shape.
         """
         items = validate_texts(texts)
         if len(ids) != len(items) or (metadatas is not None and len(metadatas) != len(items)):
@@ -552,8 +654,19 @@ class ChromaStore(ChromaRecords):
     ) -> list[Hit]:
         """The ``k`` best passages for ``query``, best first, optionally filtered by metadata.
 
-        With ``mmr`` the ``fetch_k`` nearest candidates (default ``4 * k``) are re-ranked by
-        maximal marginal relevance, trading relevance (``lambda_mult`` = 1) for diversity (0).
+        Args:
+            query: the search text, embedded with the query instruction.
+            k: passages to return.
+            where: a Chroma metadata filter.
+            mmr: re-rank the ``fetch_k`` nearest candidates by maximal marginal relevance.
+            fetch_k: MMR candidates (default ``4 * k``).
+            lambda_mult: MMR trade-off, relevance (1) against diversity (0).
+
+        Returns:
+            Up to ``k`` hits with cosine scores.
+
+        Raises:
+            ValueError: ``k`` below 1, ``lambda_mult`` outside [0, 1], or an empty query.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -599,7 +712,14 @@ def maximal_marginal_relevance(
 ) -> list[int]:
     """Indices of ``k`` candidates chosen greedily for relevance minus redundancy.
 
-    Vectors are unit length, so dot products are cosine similarities.
+    Args:
+        query: the unit query vector.
+        candidates: (n, dim) unit vectors; dot products are cosine similarities.
+        k: how many to choose.
+        lambda_mult: relevance (1) against diversity (0).
+
+    Returns:
+        Candidate indices in the order chosen.
     """
     if not len(candidates):
         return []

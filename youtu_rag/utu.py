@@ -49,6 +49,11 @@ class BidirectionalLlamaModel(LlamaModel):  # type: ignore[no-untyped-call]
     """
 
     def __init__(self, config: LlamaConfig) -> None:
+        """A Llama network whose every attention layer is non-causal.
+
+        Args:
+            config: the checkpoint's fields as a ``LlamaConfig``.
+        """
         super().__init__(config)
         config.is_causal = False
         for layer in self.layers:
@@ -60,6 +65,20 @@ class BidirectionalLlamaModel(LlamaModel):  # type: ignore[no-untyped-call]
         attention_mask: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPast:
+        """Run with a padding-only mask: every token sees every non-padding token.
+
+        Args:
+            input_ids: (batch, seq) token ids.
+            attention_mask: (batch, seq) 1 on tokens, 0 on padding (``None``: all tokens), or
+                an additive 4-D mask used as given.
+            **kwargs: further ``LlamaModel.forward`` arguments.
+
+        Returns:
+            ``LlamaModel``'s output; ``last_hidden_state`` holds the states.
+
+        Raises:
+            ValueError: the attention implementation cannot run bidirectionally.
+        """
         if not check_bidirectional(self.config._attn_implementation):
             reference = input_ids if input_ids is not None else kwargs["inputs_embeds"][..., 0]
             if attention_mask is None:
@@ -73,8 +92,18 @@ class BidirectionalLlamaModel(LlamaModel):  # type: ignore[no-untyped-call]
 
 
 def check_bidirectional(implementation: str) -> bool:
-    """Whether ``implementation`` is flash attention (which takes the 2-D mask); raises for one
-    that would not honour the key mask bidirectionally."""
+    """Whether ``implementation`` is flash attention, which takes the 2-D mask as it is.
+
+    Args:
+        implementation: transformers' attention implementation name.
+
+    Returns:
+        ``True`` for flash attention, ``False`` for SDPA and eager (they get a 4-D mask).
+
+    Raises:
+        ValueError: any other implementation, which would not honour the key mask
+            bidirectionally.
+    """
     if implementation.startswith("flash_attention"):
         return True
     if implementation in _BIDIRECTIONAL_IMPLEMENTATIONS:
@@ -86,8 +115,15 @@ def check_bidirectional(implementation: str) -> bool:
 
 
 def key_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Additive (batch, 1, 1, seq) mask: 0 where ``attention_mask`` is 1, the dtype's minimum on
-    padding, so no query ever reads a padding key."""
+    """Additive (batch, 1, 1, seq) mask, so no query ever reads a padding key.
+
+    Args:
+        attention_mask: (batch, seq), 1 on tokens and 0 on padding.
+        dtype: the model's dtype.
+
+    Returns:
+        0 where ``attention_mask`` is 1, the dtype's minimum on padding.
+    """
     blocked = (attention_mask == 0)[:, None, None, :]
     return torch.zeros(blocked.shape, dtype=dtype, device=attention_mask.device).masked_fill(
         blocked, torch.finfo(dtype).min
@@ -95,11 +131,26 @@ def key_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.
 
 
 def is_utu(config: dict[str, Any]) -> bool:
+    """Whether a ``config.json`` is a Youtu-Embedding (``utu``) checkpoint's.
+
+    Args:
+        config: the parsed ``config.json``.
+
+    Returns:
+        ``True`` when its ``model_type`` is ``utu``.
+    """
     return config.get("model_type") == UTU_MODEL_TYPE
 
 
 def llama_config(config: dict[str, Any]) -> LlamaConfig:
-    """The ``LlamaConfig`` of a ``utu`` ``config.json``: the same fields, the packaging dropped."""
+    """The ``LlamaConfig`` of a ``utu`` ``config.json``: the same fields, the packaging dropped.
+
+    Args:
+        config: the parsed ``config.json``.
+
+    Returns:
+        The config.
+    """
     fields = {key: value for key, value in config.items() if key not in _PACKAGING_KEYS}
     if fields.get("rope_scaling", 0) is None:
         del fields["rope_scaling"]  # null in the published config; LlamaConfig warns on it
@@ -107,6 +158,14 @@ def llama_config(config: dict[str, Any]) -> LlamaConfig:
 
 
 def network_class(attention: Attention) -> type[LlamaModel]:
+    """The network that attends as ``attention`` says.
+
+    Args:
+        attention: ``"bidirectional"`` or ``"causal"``.
+
+    Returns:
+        :class:`BidirectionalLlamaModel` or transformers' ``LlamaModel``.
+    """
     return BidirectionalLlamaModel if attention == "bidirectional" else LlamaModel
 
 
@@ -115,6 +174,13 @@ def with_attention(model: PreTrainedModel, attention: Attention) -> PreTrainedMo
 
     Lets one loaded checkpoint serve both attention modes, e.g. for ``youtu-rag verify``, at the
     memory cost of one.
+
+    Args:
+        model: a loaded ``utu`` network.
+        attention: the mode of the twin.
+
+    Returns:
+        The twin network, in eval mode.
     """
     config = cast(LlamaConfig, copy.deepcopy(model.config))
     config.is_causal = attention == "causal"
@@ -140,6 +206,20 @@ def load_utu_model(
     load. Any network tensor the checkpoint lacks, or any checkpoint tensor the network has no
     place for, is an error naming it: a layer left at its random initialisation would give
     plausible-looking wrong vectors.
+
+    Args:
+        source: hub id or local directory.
+        config: its parsed ``config.json``.
+        dtype: the weights' dtype.
+        attention: ``"bidirectional"`` or ``"causal"``.
+        attn_implementation: transformers' attention implementation (default: its choice).
+
+    Returns:
+        The loaded network.
+
+    Raises:
+        CheckpointMismatchError: a tensor is missing, unexpected or of the wrong shape.
+        ValueError: the attention implementation cannot run bidirectionally.
     """
     network = network_class(attention)
     if attention == "bidirectional" and attn_implementation is not None:

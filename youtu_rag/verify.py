@@ -69,19 +69,35 @@ class Verification:
         return self.max_difference is not None and self.max_difference <= TOLERANCE
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``youtu-rag verify --json``: the fields, ``passed`` and
+        ``tolerance``."""
         return {**asdict(self), "passed": self.passed, "tolerance": TOLERANCE}
 
 
 def weather_scores(embedder: YoutuEmbedder) -> list[float]:
-    """Cosine scores of the query against the three documents, with the model's own rules."""
+    """Cosine scores of the query against the three documents, with the model's own rules.
+
+    Args:
+        embedder: the embedder to score.
+
+    Returns:
+        The three scores, in :data:`WEATHER_DOCUMENTS` order.
+    """
     query = embedder.encode_queries(WEATHER_QUERY)[0]
     documents = embedder.encode_documents(list(WEATHER_DOCUMENTS))
     return [float(score) for score in documents @ query]
 
 
 def fingerprint_for(embedder: YoutuEmbedder) -> Fingerprint | None:
-    """The model's published scores; a ``utu`` checkpoint of another name (a local copy) is
-    taken to be Youtu-Embedding, the only ``utu`` model published."""
+    """The model's published scores.
+
+    Args:
+        embedder: the embedder to look up, by model name.
+
+    Returns:
+        Its fingerprint; a ``utu`` checkpoint of another name (a local copy) is taken to be
+        Youtu-Embedding, the only ``utu`` model published; ``None`` for unknown models.
+    """
     known = FINGERPRINTS.get(embedder.model_name)
     if known is None and embedder.attention is not None:
         return FINGERPRINTS[YOUTU_EMBEDDING]

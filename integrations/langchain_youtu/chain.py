@@ -26,7 +26,14 @@ def default_prompt() -> ChatPromptTemplate:
 
 
 def to_passages(documents: Iterable[Document]) -> list[Passage]:
-    """Each document's text with the ``source`` from its metadata."""
+    """Each document's text with the ``source`` from its metadata.
+
+    Args:
+        documents: retrieved documents.
+
+    Returns:
+        One :class:`~youtu_rag.rag.Passage` per document, in order.
+    """
     return [
         Passage(text=document.page_content, source=_source(document.metadata.get("source")))
         for document in documents
@@ -38,7 +45,14 @@ def _source(value: object) -> str | None:
 
 
 def format_documents(documents: Iterable[Document]) -> str:
-    """Numbered passages with their sources, as :func:`youtu_rag.rag.format_context` does."""
+    """Numbered passages with their sources, as :func:`youtu_rag.rag.format_context` does.
+
+    Args:
+        documents: retrieved documents, best first.
+
+    Returns:
+        The context text.
+    """
     return format_context(to_passages(documents))
 
 
@@ -59,7 +73,18 @@ def create_rag_chain(
 
     Input: the question as a string, or a dict with ``"question"`` (other keys reach the
     prompt). ``sources`` are the retrieved documents in citation order (``[1]`` is
-    ``sources[0]``). A custom ``prompt`` must take ``{context}`` and ``{question}``.
+    ``sources[0]``).
+
+    Args:
+        retriever: any LangChain retriever, e.g. :class:`~langchain_youtu.YoutuRetriever`.
+        chat_model: any LangChain chat model.
+        prompt: a prompt taking ``{context}`` and ``{question}``; ``None`` for the default.
+
+    Returns:
+        The runnable chain.
+
+    Raises:
+        ValueError: the prompt lacks ``context`` or ``question``.
     """
     prompt = default_prompt() if prompt is None else prompt
     missing = {"context", "question"} - set(prompt.input_variables)

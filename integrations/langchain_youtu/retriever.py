@@ -21,7 +21,14 @@ from youtu_rag.store import ChromaStore, Hit
 
 
 def hit_to_document(hit: Hit) -> Document:
-    """A ``Document`` with the chunk's metadata plus its ``id`` and cosine ``score``."""
+    """A ``Document`` with the chunk's metadata plus its ``id`` and cosine ``score``.
+
+    Args:
+        hit: one search result.
+
+    Returns:
+        The document, its ``id`` the chunk's id.
+    """
     return Document(
         page_content=hit.text,
         metadata={**hit.metadata, "id": hit.id, "score": hit.score},
@@ -78,20 +85,15 @@ class YoutuRetriever(BaseRetriever):
         return [hit_to_document(hit) for hit in hits]
 
     async def _aget_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: AsyncCallbackManagerForRetrieverRun,
-        k: int | None = None,
-        where: dict[str, Any] | None = None,
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **options: Any
     ) -> list[Document]:
-        # The model runs in a worker thread so the event loop stays free.
+        # The model runs in a worker thread so the event loop stays free; the per-call options
+        # (k, where) are the sync method's, which checks them.
         documents: list[Document] = await run_in_executor(
             None,
             self._get_relevant_documents,
             query,
             run_manager=run_manager.get_sync(),
-            k=k,
-            where=where,
+            **options,
         )
         return documents

@@ -1,0 +1,48 @@
+"""The published Youtu-Embedding inference algorithm, restated as the oracle the embedder is
+checked against (the "seed": its known defects kept on purpose).
+
+``youtu-rag bench encode`` times this same function as its baseline (see
+:func:`youtu_rag.bench.load_seed_encode`), so the benchmark and the tests share one copy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+#: The published inference script's truncation length.
+SEED_MAX_LENGTH = 1024
+
+
+@torch.inference_mode()
+def seed_encode(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    instruction: str = "",
+    max_length: int = SEED_MAX_LENGTH,
+) -> np.ndarray:
+    """The published Youtu-Embedding algorithm, as its script runs it.
+
+    The whole list is one right-padded batch truncated at ``max_length``; the first
+    ``len(tokenize(instruction))`` positions (with special tokens) are zeroed in the attention
+    mask, then the hidden states are averaged over the mask (sum / count) and L2-normalised.
+    Its known defects (no batching, NaN for an empty text) are kept on purpose.
+    """
+    inputs = tokenizer(
+        [instruction + text for text in texts],
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        add_special_tokens=True,
+        return_tensors="pt",
+    ).to(model.device)
+    hidden = model(**inputs)[0]
+    instruction_tokens = len(tokenizer(instruction, add_special_tokens=True)["input_ids"])
+    mask = inputs["attention_mask"].clone()
+    mask[:, :instruction_tokens] = 0
+    summed = torch.sum(hidden * mask.unsqueeze(-1).to(hidden.dtype), dim=1)
+    mean = summed / mask.sum(dim=1, keepdim=True).to(hidden.dtype)
+    vectors: np.ndarray = torch.nn.functional.normalize(mean, dim=-1).float().cpu().numpy()
+    return vectors

@@ -2,12 +2,14 @@
 
 from youtu_rag.embedder import YoutuEmbedder
 from youtu_rag.embedding_function import YoutuEmbeddingFunction
+from youtu_rag.http_embedder import HttpEmbedder
 from youtu_rag.loading import clear_backbone_cache
 from youtu_rag.profiles import MINILM, YOUTU_EMBEDDING, ModelProfile, get_profile
 
 __all__ = [
     "MINILM",
     "YOUTU_EMBEDDING",
+    "HttpEmbedder",
     "ModelProfile",
     "YoutuEmbedder",
     "YoutuEmbeddingFunction",

@@ -111,14 +111,15 @@ async def test_queue_limit_and_draining(minilm: YoutuEmbedder) -> None:
     assert second.future.result().shape == (2, 384)
 
 
-def test_health_is_503_until_the_model_is_loaded() -> None:
+def test_health_is_503_until_the_model_is_loaded_and_once_stopping() -> None:
     gate = threading.Event()
 
     def load() -> YoutuEmbedder:
         gate.wait(timeout=60)
         return YoutuEmbedder(MINILM, device="cpu")
 
-    with TestClient(create_app(EmbeddingService(load))) as client:
+    service = EmbeddingService(load)
+    with TestClient(create_app(service)) as client:
         for response in (
             client.get("/health"),
             client.post("/v1/embeddings", json={"input": "x"}),
@@ -133,6 +134,13 @@ def test_health_is_503_until_the_model_is_loaded() -> None:
             time.sleep(0.05)
         answer = client.post("/v1/embeddings", json={"input": "x"})
         assert answer.status_code == 200 and len(answer.json()["data"][0]["embedding"]) == 384
+        # A stop signal: probes see 503 at once, so a load balancer stops sending work.
+        service.begin_drain()
+        while client.get("/health").status_code != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert client.get("/health").json()["error"]["code"] == "shutting_down"
+        assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 503
 
 
 def test_a_model_that_fails_to_load_is_reported() -> None:

@@ -225,9 +225,9 @@ class EmbeddingService:
     # --- routes ----------------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
-        if self.embedder is None or self.batcher is None:
-            raise self._not_ready()
-        return json_response({"status": "ok", "model": self.embedder.model_name})
+        """200 once loaded; 503 while loading, after a failed load and while shutting down, so
+        a load balancer sends nothing to a server that cannot take it."""
+        return json_response({"status": "ok", "model": self._ready_embedder().model_name})
 
     async def metrics_text(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)

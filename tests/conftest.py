@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +21,7 @@ import pytest
 from tests.server_process import QUERY_INSTRUCTION, youtu_rag_serve
 from tests.tiny_youtu import build_tiny_youtu
 from youtu_rag import MINILM, YoutuEmbedder, loading
+from youtu_rag.server_process import free_port, stop_process
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
@@ -51,25 +52,21 @@ def tiny_youtu(tiny_youtu_dir: str) -> YoutuEmbedder:
     return YoutuEmbedder(tiny_youtu_dir, device="cpu", batch_size=2)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real ``chroma run`` server on 127.0.0.1, stopped by its PID at the end."""
-    data = tmp_path_factory.mktemp("chroma_server")
-    port = _free_port()
-    log = (data / "server.log").open("wb")
+@contextlib.contextmanager
+def running_chroma(
+    path: Path, log: Path | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real ``chroma run`` on a free port of 127.0.0.1, storing under ``path``: its process
+    and URL once its heartbeat answers; stopped by its PID on the way out."""
+    port = free_port()
     chroma = str(Path(sys.executable).with_name("chroma"))
-    server = subprocess.Popen(
-        [chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with contextlib.ExitStack() as files:
+        sink = files.enter_context(log.open("wb")) if log else subprocess.DEVNULL
+        server = subprocess.Popen(
+            [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -79,19 +76,20 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"chroma run did not come up: {(data / 'server.log').read_text()}"
-                    ) from None
+                    output = log.read_text() if log else ""
+                    raise RuntimeError(f"chroma run did not come up: {output}") from None
                 time.sleep(0.2)
-        yield url
+        yield server, url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        stop_process(server)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real ``chroma run`` server on 127.0.0.1, stopped by its PID at the end."""
+    data = tmp_path_factory.mktemp("chroma_server")
+    with running_chroma(data / "db", data / "server.log") as (_, url):
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -11,15 +11,13 @@ import os
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.conftest import _free_port
+from tests.conftest import running_chroma
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
 from youtu_rag.ingest import make_splitter
@@ -110,36 +108,8 @@ def test_refused_credentials_are_reported_as_such(chroma_server: str, tmp_path: 
 @pytest.fixture
 def own_chroma_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A `chroma run` of this test's own, to be killed mid-run."""
-    port = _free_port()
-    chroma = str(Path(sys.executable).with_name("chroma"))
-    server = subprocess.Popen(
-        [
-            chroma,
-            "run",
-            "--path",
-            str(tmp_path / "srv"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "no chroma run"
-                time.sleep(0.2)
-        yield server, url
-    finally:
-        server.kill()
-        server.wait()
+    with running_chroma(tmp_path / "srv") as server:
+        yield server
 
 
 def test_a_server_lost_mid_run_is_named(

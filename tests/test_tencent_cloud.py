@@ -32,6 +32,7 @@ from youtu_rag.backends import create_embedder
 from youtu_rag.cli import app
 from youtu_rag.embedding_function import YoutuEmbeddingFunction
 from youtu_rag.instructions import CMTEB_INSTRUCTIONS, format_prefix
+from youtu_rag.server_process import stop_process
 from youtu_rag.store import ChromaStore, ModelMismatchError, connect, describe, fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,12 +91,7 @@ def standin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn
             raise RuntimeError(f"the stand-in did not start: {line}{errors.read_text()}")
         yield StandIn(int(line.split()[-1]))
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
         server.stdout.close()
 
 

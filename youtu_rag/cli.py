@@ -191,13 +191,18 @@ def _one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def _check_model_path(model: str) -> None:
+    """A --model that looks like a path must be a directory: fail before anything loads."""
+    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        raise FileNotFoundError(f"--model {model}: no such directory")
+
+
 def _load_embedder(options: ModelOptions) -> Embedder:
     """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
     from youtu_rag.backends import create_embedder
 
     model = options.model
-    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
-        raise FileNotFoundError(f"--model {model}: no such directory")
+    _check_model_path(model)
     try:
         return create_embedder(model, device=options.device, dtype=options.dtype)
     except OSError as error:
@@ -661,8 +666,7 @@ def serve(
         api_key = os.environ.get(api_key_env, "")
         if not api_key.strip():
             raise ValueError(f"--api-key-env {api_key_env}: that environment variable is empty")
-    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
-        raise FileNotFoundError(f"--model {model}: no such directory")
+    _check_model_path(model)
     if threads is not None:
         torch.set_num_threads(threads)
 

@@ -20,8 +20,9 @@ import pytest
 
 from tests.server_process import QUERY_INSTRUCTION, youtu_rag_serve
 from tests.tiny_youtu import build_tiny_youtu
-from youtu_rag import MINILM, YoutuEmbedder, loading
-from youtu_rag.server_process import free_port, stop_process
+from youtu_rag import MINILM, YoutuEmbedder
+from youtu_rag.model import loading
+from youtu_rag.serve.process import free_port, stop_process
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 

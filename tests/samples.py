@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from youtu_rag import YoutuEmbedder
-from youtu_rag.store import ChromaStore
+from youtu_rag.index.store import ChromaStore
 
 INSTRUCTION = "Given a question about the weather, find the sentence that answers it"
 QUERIES = ["What's the weather like?", "结算业务系统用户使用", "sky"]

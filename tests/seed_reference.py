@@ -2,7 +2,7 @@
 checked against (the "seed": its known defects kept on purpose).
 
 ``youtu-rag bench encode`` times this same function as its baseline (see
-:func:`youtu_rag.bench.load_seed_encode`), so the benchmark and the tests share one copy.
+:func:`youtu_rag.measure.bench.load_seed_encode`), so the benchmark and the tests share one copy.
 """
 
 from __future__ import annotations

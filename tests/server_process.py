@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from youtu_rag import MINILM
-from youtu_rag.server_process import ServerProcess, running_server
+from youtu_rag.serve.process import ServerProcess, running_server
 
 __all__ = ["QUERY_INSTRUCTION", "ServerProcess", "youtu_rag_serve"]
 

@@ -15,9 +15,9 @@ from starlette.testclient import TestClient
 
 from tests.server_process import QUERY_INSTRUCTION
 from youtu_rag import MINILM, YoutuEmbedder
-from youtu_rag.batching import Batcher, QueueFullError, ShuttingDownError
-from youtu_rag.server import EmbeddingService, create_app
-from youtu_rag.server_metrics import ServerMetrics
+from youtu_rag.serve.app import EmbeddingService, create_app
+from youtu_rag.serve.batching import Batcher, QueueFullError, ShuttingDownError
+from youtu_rag.serve.metrics import ServerMetrics
 
 
 def histogram_sum_and_count(metrics: ServerMetrics, name: str) -> tuple[float, float]:

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from tests.conftest import SCIFACT
 from tests.seed_reference import seed_encode
 from youtu_rag import MINILM, YoutuEmbedder
-from youtu_rag.bench import forward_flops, matmul_peak
 from youtu_rag.cli import app
+from youtu_rag.measure.bench import forward_flops, matmul_peak
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "beir_sample"
 TEXTS = [

@@ -117,7 +117,7 @@ def test_ask_with_a_chat_model(indexed: tuple[Path, Path], monkeypatch: pytest.M
         specs.append(spec)
         return FakeListChatModel(responses=["Upsert overwrites the record [1]."])
 
-    monkeypatch.setattr(cli, "_chat_model", fake_chat_model)
+    monkeypatch.setattr(cli.collection, "_chat_model", fake_chat_model)
     question = "What does upsert do with an existing id?"
     result = run(
         "ask", question, "-k", "2", "--chat", "fake:model", "-m", MINILM, "--persist-dir", db

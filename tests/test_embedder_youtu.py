@@ -10,7 +10,7 @@ import torch
 
 from tests.seed_reference import seed_encode
 from youtu_rag import YoutuEmbedder, get_profile
-from youtu_rag.instructions import CMTEB_INSTRUCTIONS, DEFAULT_QUERY_TASK, format_prefix
+from youtu_rag.model.instructions import CMTEB_INSTRUCTIONS, DEFAULT_QUERY_TASK, format_prefix
 
 QUERIES = [
     "What's the weather like?",
@@ -159,9 +159,9 @@ def test_truncation_is_reported_once_with_a_count(
 ) -> None:
     short = YoutuEmbedder(tiny_youtu_dir, device="cpu", max_length=16)
     assert short.max_length == 16
-    with caplog.at_level(logging.WARNING, logger="youtu_rag.embedder"):
+    with caplog.at_level(logging.WARNING, logger="youtu_rag.model.embedder"):
         vectors = short.encode_documents(["long text " * 50, "short", "another long one " * 30])
-    warnings = [r.getMessage() for r in caplog.records if r.name == "youtu_rag.embedder"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "youtu_rag.model.embedder"]
     assert warnings == ["2 of 3 texts exceed 16 tokens and were truncated"]
     assert np.isfinite(vectors).all()
 

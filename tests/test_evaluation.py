@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tests.conftest import SCIFACT
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
-from youtu_rag.evaluation import (
+from youtu_rag.measure.evaluation import (
     BeirDataset,
     Qrels,
     Run,

@@ -14,8 +14,15 @@ import pytest
 from chromadb.api.shared_system_client import SharedSystemClient
 
 from youtu_rag import YoutuEmbedder
-from youtu_rag.ingest import chunk_id, chunk_limit, find_files, ingest, make_splitter, read_text
-from youtu_rag.store import ChromaStore
+from youtu_rag.index.ingest import (
+    chunk_id,
+    chunk_limit,
+    find_files,
+    ingest,
+    make_splitter,
+    read_text,
+)
+from youtu_rag.index.store import ChromaStore
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = [
@@ -216,8 +223,8 @@ CRASHING_INGEST = textwrap.dedent(
     """
     import sys, time
     from youtu_rag import MINILM, YoutuEmbedder
-    from youtu_rag.ingest import ingest
-    from youtu_rag.store import ChromaStore
+    from youtu_rag.index.ingest import ingest
+    from youtu_rag.index.store import ChromaStore
 
     def hang(self, ids):
         print("WROTE FIRST BATCH", flush=True)

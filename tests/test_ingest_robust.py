@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_ingest import CHUNKING, minimal_pdf
-from youtu_rag import YoutuEmbedder, reading
-from youtu_rag.ingest import IngestReport, find_files, ingest, make_splitter, read_text
-from youtu_rag.reading import UnreadableFileError, open_segments
-from youtu_rag.store import ChromaStore
-from youtu_rag.walk import source_name
+from youtu_rag import YoutuEmbedder
+from youtu_rag.index import reading
+from youtu_rag.index.ingest import IngestReport, find_files, ingest, make_splitter, read_text
+from youtu_rag.index.reading import UnreadableFileError, open_segments
+from youtu_rag.index.store import ChromaStore
+from youtu_rag.index.walk import source_name
 
 LATIN1 = "Crème brûlée, café au lait et pâté: le déjeuner à Besançon."
 TEXT = "Masked mean pooling leaves the instruction tokens out of the average."
@@ -202,7 +203,7 @@ def test_a_stop_request_keeps_what_was_written_and_a_rerun_continues(
             if record.getMessage().startswith("wrote"):
                 stop.set()
 
-    logger = logging.getLogger("youtu_rag.ingest")
+    logger = logging.getLogger("youtu_rag.index.ingest")
     handler, level = StopAfterFirstWrite(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

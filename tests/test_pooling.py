@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from youtu_rag.pooling import l2_normalize, masked_mean, pool, text_mask
+from youtu_rag.model.pooling import l2_normalize, masked_mean, pool, text_mask
 
 
 def test_text_mask_drops_prefix_and_leading_special_keeps_trailing_special() -> None:

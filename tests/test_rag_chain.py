@@ -17,7 +17,7 @@ from langchain_youtu import YoutuRetriever, create_rag_chain
 
 from tests.samples import passage_store
 from youtu_rag import YoutuEmbedder
-from youtu_rag.rag import (
+from youtu_rag.index.prompt import (
     SYSTEM_PROMPT,
     Passage,
     build_messages,

@@ -25,13 +25,13 @@ from typer.testing import CliRunner
 
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
-from youtu_rag.embedding_function import (
+from youtu_rag.index.chroma_function import (
     TRUST_REMOTE_CODE_ENV,
     RemoteCodeRefusedError,
     YoutuEmbeddingFunction,
     check_stored_config,
 )
-from youtu_rag.store import fingerprint
+from youtu_rag.index.store import fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

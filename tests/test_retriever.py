@@ -11,7 +11,7 @@ from langchain_youtu import YoutuRetriever
 
 from tests.samples import passage_store
 from youtu_rag import YoutuEmbedder
-from youtu_rag.store import ChromaStore
+from youtu_rag.index.store import ChromaStore
 
 PASSAGES = {
     "pooling": ("Masked mean pooling averages only the text tokens, not the instruction.", "a.md"),

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server_process import ServerProcess, youtu_rag_serve
 from youtu_rag import MINILM, YoutuEmbedder
-from youtu_rag.http_embedder import API_KEY_ENV, EmbeddingServerError, HttpEmbedder
+from youtu_rag.backends.http import API_KEY_ENV, EmbeddingServerError, HttpEmbedder
 
 KEY = "sk-test-7d1f0c9e2b"
 AUTH = {"Authorization": f"Bearer {KEY}"}

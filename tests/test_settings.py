@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from tests.samples import INSTRUCTION, tiny_options
 from youtu_rag import TencentCloudEmbedder, YoutuEmbedder
-from youtu_rag.http_embedder import HttpEmbedder
-from youtu_rag.settings import (
+from youtu_rag.backends.http import HttpEmbedder
+from youtu_rag.backends.settings import (
     SERVER_OPTIONS,
     TENCENT_CLOUD_OPTIONS,
     EmbedderSettings,

@@ -19,9 +19,9 @@ from transformers import AutoTokenizer, BertConfig, BertModel
 
 from tests.seed_reference import seed_encode
 from youtu_rag import MINILM, YoutuEmbedder, get_profile
-from youtu_rag.instructions import format_prefix
-from youtu_rag.st_config import UnsupportedCheckpointError
-from youtu_rag.store import POOLING_KEY, fingerprint
+from youtu_rag.index.store import POOLING_KEY, fingerprint
+from youtu_rag.model.instructions import format_prefix
+from youtu_rag.model.st_config import UnsupportedCheckpointError
 
 QUERIES = [
     "What's the weather like?",

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from chromadb.api.collection_configuration import CreateCollectionConfiguration
 
-from youtu_rag import YoutuEmbedder, cli
-from youtu_rag.store import (
+from youtu_rag import YoutuEmbedder
+from youtu_rag.index.store import (
     DEFAULT_COLLECTION,
-    DEFAULT_PERSIST_DIR,
     ChromaStore,
     CollectionNotFoundError,
     ModelMismatchError,
@@ -46,13 +45,6 @@ def store(minilm: YoutuEmbedder, tmp_path: Path) -> ChromaStore:
     store = ChromaStore.open(minilm, persist_dir=tmp_path / "db")
     fill(store)
     return store
-
-
-def test_defaults_agree_with_the_cli() -> None:
-    assert (DEFAULT_PERSIST_DIR, DEFAULT_COLLECTION) == (
-        cli.DEFAULT_PERSIST_DIR,
-        cli.DEFAULT_COLLECTION,
-    )
 
 
 def test_collection_is_cosine_and_records_the_fingerprint(

@@ -28,12 +28,12 @@ from typer.testing import CliRunner
 from tests import tencent_cloud_standin as standin_module
 from tests.tencent_cloud_standin import MAX_CHARACTERS, MAX_INPUTS, SECRET_ID, SECRET_KEY
 from youtu_rag import MINILM, TencentCloudEmbedder, TencentCloudError, YoutuEmbedder
-from youtu_rag.backends import create_embedder
+from youtu_rag.backends.protocol import create_embedder
 from youtu_rag.cli import app
-from youtu_rag.embedding_function import YoutuEmbeddingFunction
-from youtu_rag.instructions import CMTEB_INSTRUCTIONS, format_prefix
-from youtu_rag.server_process import stop_process
-from youtu_rag.store import ChromaStore, ModelMismatchError, connect, describe, fingerprint
+from youtu_rag.index.chroma_function import YoutuEmbeddingFunction
+from youtu_rag.index.store import ChromaStore, ModelMismatchError, connect, describe, fingerprint
+from youtu_rag.model.instructions import CMTEB_INSTRUCTIONS, format_prefix
+from youtu_rag.serve.process import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DOCS = REPO / "examples" / "sample_docs"
@@ -267,9 +267,9 @@ class NoSdk(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, NoSdk())
-import youtu_rag, youtu_rag.cli, youtu_rag.store
+import youtu_rag, youtu_rag.cli, youtu_rag.index.store
 from youtu_rag import MINILM, TencentCloudEmbedder, YoutuEmbedder
-from youtu_rag.store import ChromaStore
+from youtu_rag.index.store import ChromaStore
 store = ChromaStore.open(YoutuEmbedder(MINILM, device="cpu"), persist_dir={str(tmp_path)!r})
 store.upsert(["a"], ["Chroma stores vectors."])
 assert store.search("vector database", k=1)[0].id == "a"

@@ -16,9 +16,9 @@ from transformers import PreTrainedModel
 
 from tests.tiny_youtu import build_tiny_youtu
 from youtu_rag import YoutuEmbedder
-from youtu_rag.loading import RemoteCodeError, read_config
-from youtu_rag.random_checkpoint import REMOTE_CODE_MARKER
-from youtu_rag.utu import Attention, CheckpointMismatchError, load_utu_model
+from youtu_rag.model.loading import RemoteCodeError, read_config
+from youtu_rag.model.random_checkpoint import REMOTE_CODE_MARKER
+from youtu_rag.model.utu import Attention, CheckpointMismatchError, load_utu_model
 
 TEXTS = [
     "What's the weather like?",

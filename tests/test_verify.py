@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from youtu_rag import MINILM, YOUTU_EMBEDDING, get_profile
 from youtu_rag.cli import app
-from youtu_rag.verify import FINGERPRINTS, WEATHER_DOCUMENTS, WEATHER_QUERY
+from youtu_rag.measure.verify import FINGERPRINTS, WEATHER_DOCUMENTS, WEATHER_QUERY
 
 runner = CliRunner()
 
@@ -51,7 +51,7 @@ def test_a_random_utu_checkpoint_fails_and_shows_both_attention_modes(tiny_youtu
 
 
 def test_causal_first_reports_bidirectional_as_the_other_mode(tiny_youtu_dir: str) -> None:
-    from youtu_rag.verify import verify
+    from youtu_rag.measure.verify import verify
 
     causal = verify(tiny_youtu_dir, device="cpu", attention="causal")
     bidirectional = verify(tiny_youtu_dir, device="cpu")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from youtu_rag.random_checkpoint import TINY_SHAPE, build_random_utu
+from youtu_rag.model.random_checkpoint import TINY_SHAPE, build_random_utu
 
 
 def build_tiny_youtu(directory: Path, seed: int = 0) -> Path:

@@ -1,16 +1,53 @@
-"""youtu-rag: Youtu-Embedding as a drop-in embedding and retrieval component for RAG."""
+"""youtu-rag: Youtu-Embedding as a drop-in embedding and retrieval component for RAG.
 
-from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.embedding_function import YoutuEmbeddingFunction
-from youtu_rag.http_embedder import HttpEmbedder
-from youtu_rag.loading import clear_backbone_cache
-from youtu_rag.profiles import MINILM, YOUTU_EMBEDDING, ModelProfile, get_profile, resolve_profile
-from youtu_rag.settings import EmbedderSettings
-from youtu_rag.tencent_cloud import TencentCloudEmbedder, TencentCloudError
+Public names are loaded on first use (PEP 562), so ``import youtu_rag.cli`` and ``--help`` stay
+free of torch and chromadb. Chroma learns our embedding function the moment both are imported,
+in either order, so a reopened collection can embed text (see :mod:`youtu_rag._chroma_hook`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from youtu_rag._chroma_hook import register_with_chroma
+
+if TYPE_CHECKING:
+    from youtu_rag.backends.http import HttpEmbedder
+    from youtu_rag.backends.settings import EmbedderSettings
+    from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder, TencentCloudError
+    from youtu_rag.index.chroma_function import YoutuEmbeddingFunction
+    from youtu_rag.index.store import ChromaStore
+    from youtu_rag.model.embedder import YoutuEmbedder
+    from youtu_rag.model.loading import clear_backbone_cache
+    from youtu_rag.model.profiles import (
+        MINILM,
+        YOUTU_EMBEDDING,
+        ModelProfile,
+        get_profile,
+        resolve_profile,
+    )
+
+_PUBLIC = {
+    "ChromaStore": "youtu_rag.index.store",
+    "EmbedderSettings": "youtu_rag.backends.settings",
+    "HttpEmbedder": "youtu_rag.backends.http",
+    "MINILM": "youtu_rag.model.profiles",
+    "ModelProfile": "youtu_rag.model.profiles",
+    "TencentCloudEmbedder": "youtu_rag.backends.tencent_cloud",
+    "TencentCloudError": "youtu_rag.backends.tencent_cloud",
+    "YOUTU_EMBEDDING": "youtu_rag.model.profiles",
+    "YoutuEmbedder": "youtu_rag.model.embedder",
+    "YoutuEmbeddingFunction": "youtu_rag.index.chroma_function",
+    "clear_backbone_cache": "youtu_rag.model.loading",
+    "get_profile": "youtu_rag.model.profiles",
+    "resolve_profile": "youtu_rag.model.profiles",
+}
 
 __all__ = [
     "MINILM",
     "YOUTU_EMBEDDING",
+    "ChromaStore",
     "EmbedderSettings",
     "HttpEmbedder",
     "ModelProfile",
@@ -22,3 +59,18 @@ __all__ = [
     "get_profile",
     "resolve_profile",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'youtu_rag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+register_with_chroma()

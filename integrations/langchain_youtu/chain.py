@@ -1,6 +1,6 @@
 """create_rag_chain: retrieve, number the passages with their sources, ask any chat model.
 
-The context is built by :mod:`youtu_rag.rag`, the same text the CLI shows; this module only
+The context is built by :mod:`youtu_rag.index.prompt`, the same text the CLI shows; this module only
 wires it into LCEL.
 """
 
@@ -17,7 +17,7 @@ from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
-from youtu_rag.rag import SYSTEM_PROMPT, USER_TEMPLATE, Passage, format_context
+from youtu_rag.index.prompt import SYSTEM_PROMPT, USER_TEMPLATE, Passage, format_context
 
 
 def default_prompt() -> ChatPromptTemplate:
@@ -32,7 +32,7 @@ def to_passages(documents: Iterable[Document]) -> list[Passage]:
         documents: retrieved documents.
 
     Returns:
-        One :class:`~youtu_rag.rag.Passage` per document, in order.
+        One :class:`~youtu_rag.index.prompt.Passage` per document, in order.
     """
     return [
         Passage(text=document.page_content, source=_source(document.metadata.get("source")))
@@ -45,7 +45,7 @@ def _source(value: object) -> str | None:
 
 
 def format_documents(documents: Iterable[Document]) -> str:
-    """Numbered passages with their sources, as :func:`youtu_rag.rag.format_context` does.
+    """Numbered passages with their sources, as :func:`youtu_rag.index.prompt.format_context` does.
 
     Args:
         documents: retrieved documents, best first.

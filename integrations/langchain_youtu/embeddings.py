@@ -10,17 +10,17 @@ from __future__ import annotations
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 
-from youtu_rag.settings import EmbedderAdapter
+from youtu_rag.backends.settings import EmbedderAdapter
 
 
 class YoutuEmbeddings(EmbedderAdapter, Embeddings):
     """Youtu-Embedding (or any other checkpoint the core can embed) for LangChain.
 
-    The fields are the core's options (:class:`~youtu_rag.settings.EmbedderSettings`), frozen:
-    ``model_copy(update=...)``, pickling and copying give an object whose vectors match its
-    fields. Instances with the same (model, device, dtype) share one loaded model, so a
-    retriever and a chain may each hold their own. ``base_url=`` embeds through a ``youtu-rag
-    serve`` server and ``model="tencent-cloud:<model>"`` through the Tencent Cloud API.
+    The fields are the core's options (:class:`~youtu_rag.backends.settings.EmbedderSettings`),
+    frozen: ``model_copy(update=...)``, pickling and copying give an object whose vectors match its
+    fields. Instances with the same (model, device, dtype) share one loaded model, so a retriever
+    and a chain may each hold their own. ``base_url=`` embeds through a ``youtu-rag serve`` server
+    and ``model="tencent-cloud:<model>"`` through the Tencent Cloud API.
 
     Example:
         .. code-block:: python

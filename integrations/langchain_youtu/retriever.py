@@ -1,6 +1,6 @@
 """YoutuRetriever: youtu-rag's Chroma store as a LangChain ``BaseRetriever``.
 
-Thin on purpose: embedding, filtering and MMR happen in :class:`youtu_rag.store.ChromaStore`;
+Thin on purpose: embedding, filtering and MMR happen in :class:`youtu_rag.index.store.ChromaStore`;
 this class only turns hits into ``Document`` objects and honours ``k`` per call.
 """
 
@@ -17,7 +17,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field
 
-from youtu_rag.store import ChromaStore, Hit
+from youtu_rag.index.store import ChromaStore, Hit
 
 
 def hit_to_document(hit: Hit) -> Document:
@@ -43,7 +43,7 @@ class YoutuRetriever(BaseRetriever):
         .. code-block:: python
 
             from youtu_rag import MINILM, YoutuEmbedder
-            from youtu_rag.store import ChromaStore
+            from youtu_rag.index.store import ChromaStore
             from langchain_youtu import YoutuRetriever
 
             store = ChromaStore.open(YoutuEmbedder(MINILM), persist_dir=".youtu_rag")

@@ -14,13 +14,14 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from pydantic import ConfigDict, model_validator
 from typing_extensions import Self
 
-from youtu_rag.settings import EmbedderAdapter
+from youtu_rag.backends.settings import EmbedderAdapter
 
 
 class YoutuEmbedding(EmbedderAdapter, BaseEmbedding):
     """Youtu-Embedding (or any other checkpoint the core can embed) for LlamaIndex.
 
-    The core's options (:class:`~youtu_rag.settings.EmbedderSettings`) are frozen fields, and
+    The core's options (:class:`~youtu_rag.backends.settings.EmbedderSettings`) are frozen
+    fields, and
     ``text_instruction`` is accepted for ``document_instruction`` as in
     ``HuggingFaceEmbedding``; LlamaIndex's own fields (``embed_batch_size``,
     ``callback_manager``, ...) stay assignable, as LlamaIndex assigns them. ``model_name``

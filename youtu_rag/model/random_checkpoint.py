@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaModel, PreTrainedTokenizerFast
 
-from youtu_rag.utu import UTU_MODEL_TYPE, llama_config
+from youtu_rag.model.utu import UTU_MODEL_TYPE, llama_config
 
 #: Written by the stand-in remote code when (and only when) it is imported.
 REMOTE_CODE_MARKER = "remote_code_ran"

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.profiles import MINILM, YOUTU_EMBEDDING
-from youtu_rag.utu import Attention
+from youtu_rag.model.embedder import YoutuEmbedder
+from youtu_rag.model.profiles import MINILM, YOUTU_EMBEDDING
+from youtu_rag.model.utu import Attention
 
 WEATHER_QUERY = "What's the weather like?"
 WEATHER_DOCUMENTS = (

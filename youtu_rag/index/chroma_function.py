@@ -25,13 +25,13 @@ import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from youtu_rag.backends import TextEmbedder, is_remote
-from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.http_embedder import HttpEmbedder
-from youtu_rag.loading import resolve_device
-from youtu_rag.profiles import YOUTU_EMBEDDING, get_profile
-from youtu_rag.settings import EmbedderSettings
-from youtu_rag.tencent_cloud import TencentCloudEmbedder
+from youtu_rag.backends.http import HttpEmbedder
+from youtu_rag.backends.protocol import TextEmbedder, is_remote
+from youtu_rag.backends.settings import EmbedderSettings
+from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
+from youtu_rag.model.embedder import YoutuEmbedder
+from youtu_rag.model.loading import resolve_device
+from youtu_rag.model.profiles import YOUTU_EMBEDDING, get_profile
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +117,12 @@ def _available(device: str) -> bool:
 class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
     """Chroma embedding function over :class:`~youtu_rag.YoutuEmbedder`.
 
-    Takes the embedder's options (:class:`~youtu_rag.settings.EmbedderSettings`: unknown ones
-    raise), ``tencent-cloud:<model>`` for the Tencent Cloud API; use :meth:`from_embedder` to
+    Takes the embedder's options (:class:`~youtu_rag.backends.settings.EmbedderSettings`: unknown
+    ones raise), ``tencent-cloud:<model>`` for the Tencent Cloud API; use :meth:`from_embedder` to
     wrap one already loaded. With ``base_url=`` it embeds through a ``youtu-rag serve`` server
-    instead of loading the model (``api_key=`` or ``YOUTU_RAG_API_KEY`` for its key, which is
-    never stored). The embedder cannot be swapped afterwards, so :meth:`get_config` always
-    describes the vectors it makes.
-    """
+    instead of loading the model (``api_key=`` or ``YOUTU_RAG_API_KEY`` for its key, which is never
+    stored). The embedder cannot be swapped afterwards, so :meth:`get_config` always describes the
+    vectors it makes."""
 
     _embedder: TextEmbedder | None
     _config: dict[str, Any]
@@ -134,7 +133,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         Args:
             model_name_or_path: hub id, local directory or ``tencent-cloud:<model>``
                 (``None``: Youtu-Embedding, unless an alias such as ``model=`` names it).
-            **options: further :class:`~youtu_rag.settings.EmbedderSettings` options,
+            **options: further :class:`~youtu_rag.backends.settings.EmbedderSettings` options,
                 ``base_url=`` and ``api_key=`` included.
 
         Raises:
@@ -211,7 +210,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         server's API key, read from the environment wherever the function is rebuilt.
 
         Returns:
-            :class:`~youtu_rag.settings.EmbedderSettings` options.
+            :class:`~youtu_rag.backends.settings.EmbedderSettings` options.
         """
         if self._embedder is None:
             return dict(self._config)

@@ -17,7 +17,7 @@ from typing import Any
 
 from transformers.utils.hub import cached_file
 
-from youtu_rag.pooling import POOLING_MODES, PoolingMode
+from youtu_rag.model.pooling import POOLING_MODES, PoolingMode
 
 MODULES_FILE = "modules.json"
 POOLING_FILE = "config.json"

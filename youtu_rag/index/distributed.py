@@ -3,7 +3,8 @@
 Ray Data's documented pattern for batch inference is a stateful class in ``map_batches`` on an
 actor pool: each actor loads one model once (one GPU each, or a share of the CPUs) and embeds
 batch after batch. Only the scheduling is new here. Chunking, ids, the collection fingerprint and
-its guard are the local functions of :mod:`youtu_rag.ingest` and :mod:`youtu_rag.store`, so an
+its guard are the local functions of :mod:`youtu_rag.index.ingest` and
+:mod:`youtu_rag.index.store`, so an
 index built on a cluster holds the same ids and vectors as one built by ``youtu-rag index``.
 
 What runs where in :func:`index_with_ray`:
@@ -47,8 +48,7 @@ from langchain_text_splitters import TextSplitter
 from ray.data import ActorPoolStrategy, Dataset
 from tqdm.auto import tqdm
 
-from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.ingest import (
+from youtu_rag.index.ingest import (
     DEFAULT_BATCH_SIZE,
     IngestReport,
     find_files,
@@ -56,9 +56,7 @@ from youtu_rag.ingest import (
     plan_file,
     prune_gone,
 )
-from youtu_rag.loading import clear_backbone_cache
-from youtu_rag.profiles import YOUTU_EMBEDDING, get_profile
-from youtu_rag.store import (
+from youtu_rag.index.store import (
     DEFAULT_COLLECTION,
     ChromaStore,
     CollectionNotFoundError,
@@ -67,6 +65,9 @@ from youtu_rag.store import (
     describe,
     open_records,
 )
+from youtu_rag.model.embedder import YoutuEmbedder
+from youtu_rag.model.loading import clear_backbone_cache
+from youtu_rag.model.profiles import YOUTU_EMBEDDING, get_profile
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +309,7 @@ def index_with_ray(
 ) -> IngestReport:
     """Index files into the collection on the Chroma server at ``url`` using the Ray cluster.
 
-    Does what :func:`~youtu_rag.ingest.ingest` does, with the same ids, vectors and report:
+    Does what :func:`~youtu_rag.index.ingest.ingest` does, with the same ids, vectors and report:
     re-running writes nothing new, an edited file's chunks are replaced and none left stale,
     empty files are skipped, ``prune`` removes the chunks of files gone from the given folders.
     ``paths_or_dataset`` is files and folders, or a Ray dataset with a ``path`` column (then

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from youtu_rag.embedder import validate_texts
+from youtu_rag.model.embedder import validate_texts
 
 logger = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from youtu_rag.embedder import DEFAULT_BATCH_SIZE, YoutuEmbedder
-from youtu_rag.evaluation import load_beir
-from youtu_rag.loading import cpu_has_bf16
+from youtu_rag.measure.evaluation import load_beir
+from youtu_rag.model.embedder import DEFAULT_BATCH_SIZE, YoutuEmbedder
+from youtu_rag.model.loading import cpu_has_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def load_bench_texts(beir: str | Path, limit: int) -> list[str]:
 
     Raises:
         ValueError: the corpus is empty (or the folder malformed, see
-            :func:`~youtu_rag.evaluation.load_beir`).
+            :func:`~youtu_rag.measure.evaluation.load_beir`).
     """
     texts = list(load_beir(beir).corpus.values())[:limit]
     if not texts:
@@ -554,15 +554,15 @@ def bench_index(
     Chroma server at ``url`` and includes loading the model (the local run clears the shared
     model cache first; Ray starts new actors every run). The first ``small`` files, indexed
     locally and with one Ray worker, show Ray's fixed cost per run. Needs a connected Ray
-    (see :func:`youtu_rag.distributed.ray_cluster`). Rounds run interleaved; each method keeps
+    (see :func:`youtu_rag.index.distributed.ray_cluster`). Rounds run interleaved; each method keeps
     its fastest.
     """
     if not 1 <= small < len(texts):
         raise ValueError(f"small must be between 1 and {len(texts) - 1}, got {small}")
-    from youtu_rag.distributed import index_with_ray
-    from youtu_rag.ingest import IngestReport, ingest
-    from youtu_rag.loading import clear_backbone_cache
-    from youtu_rag.store import ChromaStore, connect
+    from youtu_rag.index.distributed import index_with_ray
+    from youtu_rag.index.ingest import IngestReport, ingest
+    from youtu_rag.index.store import ChromaStore, connect
+    from youtu_rag.model.loading import clear_backbone_cache
 
     client = connect(url=url)
 

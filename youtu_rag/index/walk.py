@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from youtu_rag.reading import SUPPORTED_SUFFIXES
+from youtu_rag.index.reading import SUPPORTED_SUFFIXES
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 Anything that speaks OpenAI embeddings (the ``openai`` SDK, LangChain's ``OpenAIEmbeddings``,
 LlamaIndex's ``OpenAIEmbedding``, Chroma's OpenAI function, curl) can use the model; so can the
-adapters here, through :class:`~youtu_rag.http_embedder.HttpEmbedder`. Texts of all clients are
-batched together (:mod:`youtu_rag.batching`) and embedded by the same :class:`YoutuEmbedder` as in
-process, so the vectors are the ones a local embedder returns.
+adapters here, through :class:`~youtu_rag.backends.http.HttpEmbedder`. Texts of all clients are
+batched together (:mod:`youtu_rag.serve.batching`) and embedded by the same
+:class:`YoutuEmbedder` as in process, so the vectors are the ones a local embedder returns.
 
 Queries and documents differ (the query instruction): a request says which with ``input_type``
 (``"query"`` or ``"document"``, the default), or through the model aliases ``<model>:query`` and
@@ -41,9 +41,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from youtu_rag.batching import Batcher, Job, QueueFullError, ShuttingDownError
-from youtu_rag.embedder import YoutuEmbedder, count_tokens, validate_texts
-from youtu_rag.server_metrics import ServerMetrics
+from youtu_rag.model.embedder import YoutuEmbedder, count_tokens, validate_texts
+from youtu_rag.serve.batching import Batcher, Job, QueueFullError, ShuttingDownError
+from youtu_rag.serve.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.tencent_cloud import BACKEND as TENCENT_CLOUD
-from youtu_rag.tencent_cloud import TencentCloudEmbedder
+from youtu_rag.backends.tencent_cloud import BACKEND as TENCENT_CLOUD
+from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
+from youtu_rag.model.embedder import YoutuEmbedder
 
 
 class TextEmbedder(Protocol):
     """What the adapters need: texts in, unit float32 rows out. :class:`YoutuEmbedder`, the
-    Tencent Cloud API, or :class:`~youtu_rag.http_embedder.HttpEmbedder` in front of a
+    Tencent Cloud API, or :class:`~youtu_rag.backends.http.HttpEmbedder` in front of a
     ``youtu-rag serve`` server."""
 
     @property

@@ -18,26 +18,23 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from youtu_rag.instructions import Side, format_prefix, resolve_task
-from youtu_rag.loading import Backbone, load_backbone, resolve_device, resolve_dtype
-from youtu_rag.pooling import PoolingMode, l2_normalize, pool, text_mask
-from youtu_rag.profiles import (
+from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from youtu_rag.model.defaults import DEFAULT_MAX_BATCH_TOKENS as DEFAULT_MAX_BATCH_TOKENS
+from youtu_rag.model.instructions import Side, format_prefix, resolve_task
+from youtu_rag.model.loading import Backbone, load_backbone, resolve_device, resolve_dtype
+from youtu_rag.model.pooling import PoolingMode, l2_normalize, pool, text_mask
+from youtu_rag.model.profiles import (
     YOUTU_EMBEDDING,
     ModelProfile,
     Pooling,
     override,
     resolve_profile,
 )
-from youtu_rag.quiet import quiet_model_loading
-from youtu_rag.tokenization import encode_batch
-from youtu_rag.utu import Attention
+from youtu_rag.model.quiet import quiet_model_loading
+from youtu_rag.model.tokenization import encode_batch
+from youtu_rag.model.utu import Attention
 
 logger = logging.getLogger(__name__)
-
-#: Texts per forward pass.
-DEFAULT_BATCH_SIZE = 32
-#: Padded tokens per forward pass: bounds activation memory whatever the batch size.
-DEFAULT_MAX_BATCH_TOKENS = 16384
 
 
 def validate_texts(texts: str | Iterable[str]) -> list[str]:
@@ -95,7 +92,7 @@ class YoutuEmbedder:
     Thread safety: ``encode`` (and the query/document variants) may be called from any number of
     threads, on one embedder or on several sharing a backbone, whatever their ``max_length``;
     each call returns exactly what it returns alone. Tokenization goes through a private copy of
-    the tokenizer under a lock (:mod:`youtu_rag.tokenization`), never through the shared
+    the tokenizer under a lock (:mod:`youtu_rag.model.tokenization`), never through the shared
     tokenizer's mutable truncation settings; forward passes are not serialised (a model in
     inference mode keeps no state between calls). Code that drives
     ``backbone.tokenizer`` itself does not disturb the embedder, but is not protected from
@@ -137,7 +134,7 @@ class YoutuEmbedder:
             trust_remote_code: run the checkpoint's own modelling code.
             show_progress: show a progress bar while encoding.
             pooling: which tokens are pooled: ``"text"``, ``"all"`` or ``"exclude_prompt"``
-                (see :data:`~youtu_rag.profiles.Pooling`).
+                (see :data:`~youtu_rag.model.profiles.Pooling`).
             pooling_mode: how they are reduced: ``"mean"``, ``"cls"`` or ``"lasttoken"``.
             max_batch_tokens: padded tokens per forward pass, bounding activation memory.
             attention: ``"bidirectional"`` or ``"causal"``, for ``utu`` checkpoints only.

@@ -3,7 +3,7 @@
 A profile's rules come from, in rising order of precedence: sentence-transformers' defaults (mean
 over every token, no prompts), a built-in profile (the two known models, and the Youtu-Embedding
 rules for any ``utu`` checkpoint), the checkpoint's own sentence-transformers files
-(:mod:`youtu_rag.st_config`), and last the caller's explicit arguments. Every rule remembers
+(:mod:`youtu_rag.model.st_config`), and last the caller's explicit arguments. Every rule remembers
 where it came from (:attr:`ModelProfile.origins`), so ``repr`` and ``info()`` can say why an
 embedder pools or prefixes as it does.
 """
@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from youtu_rag.instructions import DEFAULT_QUERY_TASK, QUERY_TEMPLATE
-from youtu_rag.loading import read_config
-from youtu_rag.pooling import PoolingMode
-from youtu_rag.st_config import SentenceTransformersConfig, read_sentence_transformers_config
-from youtu_rag.utu import Attention, is_utu
+from youtu_rag.model.defaults import MINILM as MINILM
+from youtu_rag.model.defaults import YOUTU_EMBEDDING as YOUTU_EMBEDDING
+from youtu_rag.model.instructions import DEFAULT_QUERY_TASK, QUERY_TEMPLATE
+from youtu_rag.model.loading import read_config
+from youtu_rag.model.pooling import PoolingMode
+from youtu_rag.model.st_config import SentenceTransformersConfig, read_sentence_transformers_config
+from youtu_rag.model.utu import Attention, is_utu
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ logger = logging.getLogger(__name__)
 #: counts (sentence-transformers' ``include_prompt=False``).
 Pooling = Literal["text", "all", "exclude_prompt"]
 
-YOUTU_EMBEDDING = "tencent/Youtu-Embedding"
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 #: A template that is the task text itself: sentence-transformers prompts are literal prefixes.
 LITERAL_TEMPLATE = "{task}"
 
@@ -130,7 +130,7 @@ def get_profile(model_name_or_path: str) -> ModelProfile:
         defaults here, which :func:`resolve_profile` completes from the checkpoint.
     """
     if model_name_or_path == YOUTU_EMBEDDING:
-        # A ``utu`` checkpoint: loaded natively (youtu_rag.utu), no remote code.
+        # A ``utu`` checkpoint: loaded natively (youtu_rag.model.utu), no remote code.
         return youtu_rules(ModelProfile(name=YOUTU_EMBEDDING, source=YOUTU_EMBEDDING))
     if model_name_or_path in (MINILM, "all-MiniLM-L6-v2"):
         return _with_origin(

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.evaluation import load_beir
-from youtu_rag.server_process import running_server
+from youtu_rag.measure.evaluation import load_beir
+from youtu_rag.model.embedder import YoutuEmbedder
+from youtu_rag.serve.process import running_server
 
 logger = logging.getLogger(__name__)
 

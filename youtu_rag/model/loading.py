@@ -23,7 +23,7 @@ from transformers import (
 )
 from transformers.utils.hub import cached_file
 
-from youtu_rag.utu import Attention, is_utu, load_utu_model, with_attention
+from youtu_rag.model.utu import Attention, is_utu, load_utu_model, with_attention
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from tqdm.auto import tqdm
 
-from youtu_rag.embedder import validate_texts
-from youtu_rag.instructions import format_prefix, resolve_task
+from youtu_rag.model.embedder import validate_texts
+from youtu_rag.model.instructions import format_prefix, resolve_task
 
 logger = logging.getLogger(__name__)
 

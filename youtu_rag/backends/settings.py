@@ -27,13 +27,13 @@ from pydantic import (
 )
 from typing_extensions import Self
 
-from youtu_rag.backends import TextEmbedder, create_embedder, is_remote
-from youtu_rag.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, YoutuEmbedder
-from youtu_rag.http_embedder import HttpEmbedder
-from youtu_rag.pooling import POOLING_MODES, PoolingMode
-from youtu_rag.profiles import YOUTU_EMBEDDING, Pooling
-from youtu_rag.tencent_cloud import TencentCloudEmbedder
-from youtu_rag.utu import Attention
+from youtu_rag.backends.http import HttpEmbedder
+from youtu_rag.backends.protocol import TextEmbedder, create_embedder, is_remote
+from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
+from youtu_rag.model.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, YoutuEmbedder
+from youtu_rag.model.pooling import POOLING_MODES, PoolingMode
+from youtu_rag.model.profiles import YOUTU_EMBEDDING, Pooling
+from youtu_rag.model.utu import Attention
 
 #: Other names of our options, as LangChain's and LlamaIndex's Hugging Face classes spell them,
 #: accepted where the meaning is identical.
@@ -95,7 +95,7 @@ class EmbedderSettings(BaseModel):
     Example:
         .. code-block:: python
 
-            from youtu_rag.settings import EmbedderSettings
+            from youtu_rag.backends.settings import EmbedderSettings
 
             settings = EmbedderSettings(model="sentence-transformers/all-MiniLM-L6-v2")
             embedder = settings.build()
@@ -218,7 +218,7 @@ class EmbedderSettings(BaseModel):
         an already loaded backbone).
 
         Returns:
-            An :class:`~youtu_rag.http_embedder.HttpEmbedder`, a
+            An :class:`~youtu_rag.backends.http.HttpEmbedder`, a
             :class:`~youtu_rag.TencentCloudEmbedder` or a :class:`~youtu_rag.YoutuEmbedder`.
 
         Raises:
@@ -315,7 +315,7 @@ class EmbedderAdapter(EmbedderSettings):
 
     @property
     def embedder(self) -> TextEmbedder:
-        """The embedder doing the work (an :class:`~youtu_rag.http_embedder.HttpEmbedder`
+        """The embedder doing the work (an :class:`~youtu_rag.backends.http.HttpEmbedder`
         with ``base_url``)."""
         return self._embedder
 

@@ -29,14 +29,14 @@ from chromadb.api.types import Embeddable, EmbeddingFunction, Include
 from chromadb.errors import AuthorizationError, ChromaAuthError, NotFoundError
 from chromadb.utils.batch_utils import create_batches
 
-from youtu_rag.backends import Embedder
-from youtu_rag.embedder import YoutuEmbedder, validate_texts
-from youtu_rag.embedding_function import YoutuEmbeddingFunction, check_stored_config
+from youtu_rag.backends.protocol import Embedder
+from youtu_rag.index.chroma_function import YoutuEmbeddingFunction, check_stored_config
+from youtu_rag.index.defaults import DEFAULT_COLLECTION as DEFAULT_COLLECTION
+from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR as DEFAULT_PERSIST_DIR
+from youtu_rag.model.embedder import YoutuEmbedder, validate_texts
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PERSIST_DIR = ".youtu_rag"
-DEFAULT_COLLECTION = "youtu_rag"
 #: Environment variable holding a token for a Chroma server started with token auth; it is sent
 #: as ``Authorization: Bearer <token>``.
 TOKEN_ENV = "YOUTU_RAG_CHROMA_TOKEN"
@@ -373,7 +373,7 @@ def _get_collection(
 class ChromaRecords:
     """A collection's records by id, with no embedder: enough to write vectors made elsewhere.
 
-    The driver and the workers of a distributed run (:mod:`youtu_rag.distributed`) hold one of
+    The driver and the workers of a distributed run (:mod:`youtu_rag.index.distributed`) hold one of
     these and never load a model; :class:`ChromaStore` adds the embedder on top.
     """
 
@@ -496,7 +496,7 @@ def open_records(
 class ChromaStore(ChromaRecords):
     """A Chroma collection in cosine space, bound to the one embedder that fills and queries it.
 
-    The collection carries a :class:`~youtu_rag.embedding_function.YoutuEmbeddingFunction`, so
+    The collection carries a :class:`~youtu_rag.index.chroma_function.YoutuEmbeddingFunction`, so
     ``client.get_collection(name)`` elsewhere (LangChain, LlamaIndex, plain Chroma) can still
     embed text the same way.
     """

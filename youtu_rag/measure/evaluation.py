@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from youtu_rag.backends import Embedder
+from youtu_rag.backends.protocol import Embedder
 
 #: query id -> document id -> graded relevance (>= 1 is relevant).
 Qrels = dict[str, dict[str, int]]

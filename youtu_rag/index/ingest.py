@@ -25,9 +25,8 @@ from typing import Any
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter, TextSplitter
 from tqdm.auto import tqdm
 
-from youtu_rag.backends import Embedder
-from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.reading import (
+from youtu_rag.backends.protocol import Embedder
+from youtu_rag.index.reading import (
     PDF_SUFFIX,
     SUPPORTED_SUFFIXES,
     TEXT_SUFFIXES,
@@ -35,10 +34,11 @@ from youtu_rag.reading import (
     open_segments,
     read_text,
 )
-from youtu_rag.store import ChromaRecords, ChromaStore
-from youtu_rag.tokenization import count_tokens, encode_batch
-from youtu_rag.walk import find_files as walk_files
-from youtu_rag.walk import source_name
+from youtu_rag.index.store import ChromaRecords, ChromaStore
+from youtu_rag.index.walk import find_files as walk_files
+from youtu_rag.index.walk import source_name
+from youtu_rag.model.embedder import YoutuEmbedder
+from youtu_rag.model.tokenization import count_tokens, encode_batch
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -110,7 +110,7 @@ class IngestReport:
 
 def find_files(paths: Iterable[str | Path]) -> list[Path]:
     """Real paths of the supported files among ``paths`` and inside the folders among them
-    (see :mod:`youtu_rag.walk` for hidden files and symbolic links)."""
+    (see :mod:`youtu_rag.index.walk` for hidden files and symbolic links)."""
     return walk_files(paths).files
 
 
@@ -145,7 +145,7 @@ def make_splitter(
     Default size: :data:`DEFAULT_CHUNK_TOKENS` (:data:`DEFAULT_CHUNK_CHARACTERS`) or the
     model's limit if lower; default overlap: an eighth of the size. A size above the model's
     limit is refused: the tail of such chunks would be truncated away and never found. Tokens
-    are counted as ``tokenizer.tokenize`` does, through :mod:`youtu_rag.tokenization`, so
+    are counted as ``tokenizer.tokenize`` does, through :mod:`youtu_rag.model.tokenization`, so
     splitting is safe next to embedding in other threads.
 
     Args:
@@ -231,8 +231,8 @@ def ingest(
     Setting ``stop`` (from a signal handler or another thread) ends the run after the embedding
     batch in progress: what is embedded is written, the report says ``interrupted``, and a
     re-run continues from there. Memory stays bounded by ``batch_size`` chunks and one text
-    segment (:data:`~youtu_rag.reading.SEGMENT_CHARS`), plus the ids of the current file's stale
-    chunks, whatever the size of the files.
+    segment (:data:`~youtu_rag.index.reading.SEGMENT_CHARS`), plus the ids of the current
+    file's stale chunks, whatever the size of the files.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -482,7 +482,7 @@ class FilePlan:
 def plan_file(path: Path, splitters: Mapping[bool, TextSplitter], existing: set[str]) -> FilePlan:
     """Read and chunk ``path`` segment by segment, as :func:`ingest` does, so both give the same
     ids; compare them with ``existing``, the ids indexed for it. Raises
-    :class:`~youtu_rag.reading.UnreadableFileError` for a file :func:`ingest` would skip."""
+    :class:`~youtu_rag.index.reading.UnreadableFileError` for a file :func:`ingest` would skip."""
     source = source_name(path)
     splitter = splitters[path.suffix.lower() in MARKDOWN_SUFFIXES]
     chunks = [

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from youtu_rag.embedder import YoutuEmbedder
-from youtu_rag.server_metrics import ServerMetrics
+from youtu_rag.model.embedder import YoutuEmbedder
+from youtu_rag.serve.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 

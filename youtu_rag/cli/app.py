@@ -1,0 +1,84 @@
+"""The ``youtu-rag`` typer app: the consoles, the error contract and the exit codes.
+
+Failures a user can cause (server down, unknown collection, model mismatch, no network for the
+hub) end in one red line and exit 1, never a traceback. ``index`` exits 3 when it had to skip
+files and 130 when stopped by Ctrl-C. Text from documents, paths and messages is printed as it
+is: no rich markup, emoji codes or highlighting is applied to it.
+
+Nothing here imports torch, transformers, chromadb or Ray: each command imports what it needs
+when it runs, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from youtu_rag.cli.options import option_groups
+
+app = typer.Typer(
+    name="youtu-rag",
+    help="Index documents with Youtu-Embedding into Chroma, search them and ask a chat model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+#: Everything printed is literal text: "[...]" in a passage or a path is not markup, and
+#: ":x:" is not an emoji.
+console = Console(markup=False, highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+R = TypeVar("R")
+
+#: Exit status of ``index`` when some files were skipped (the others are indexed).
+EXIT_SKIPPED = 3
+#: Exit status after Ctrl-C, as shells report a process ended by SIGINT.
+EXIT_INTERRUPTED = 130
+
+
+def handle_errors(command: Callable[..., R]) -> Callable[..., R]:
+    """Turn the errors a user can cause into one line on stderr and exit status 1.
+
+    Args:
+        command: a command function; its option groups are spread for typer
+            (:func:`option_groups`).
+
+    Returns:
+        The command as typer should register it.
+    """
+    grouped = option_groups(command)
+
+    @functools.wraps(grouped)
+    def wrapper(*args: Any, **kwargs: Any) -> R:
+        try:
+            return grouped(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt as error:
+            err_console.print("interrupted", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from error
+        except Exception as error:  # the CLI's contract: one line, no traceback
+            logging.getLogger(__name__).debug("command failed", exc_info=True)
+            # Escaped: a message holding "[...]" is text, not rich markup.
+            message = escape(str(error))
+            err_console.print(f"[red]error:[/red] {message}")
+            raise typer.Exit(1) from error
+
+    return wrapper
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """youtu-rag: Youtu-Embedding retrieval for RAG."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # pypdf warns about each defect it recovers from or fails on; a file it cannot read is
+        # reported once, as skipped, with the reason.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)

@@ -1,0 +1,279 @@
+"""Commands over one collection: ``index``, ``search``, ``ask`` and ``info``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from youtu_rag.cli.app import (
+    EXIT_INTERRUPTED,
+    EXIT_SKIPPED,
+    app,
+    console,
+    err_console,
+    handle_errors,
+)
+from youtu_rag.cli.options import JsonOption, KOption, ModelOptions, StoreOptions
+from youtu_rag.cli.resources import connect_store, one_line, open_store, stop_on_ctrl_c
+
+if TYPE_CHECKING:
+    from youtu_rag.index.ingest import IngestReport
+
+
+def _preview(text: str, width: int = 240) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _parse_where(where: str | None) -> dict[str, Any] | None:
+    if where is None:
+        return None
+    try:
+        parsed = json.loads(where)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--where is not valid JSON ({error})") from error
+    if not isinstance(parsed, dict):
+        raise ValueError('--where must be a JSON object, e.g. {"source": "/docs/a.md"}')
+    return parsed
+
+
+@app.command()
+@handle_errors
+def index(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files and folders to index (.txt, .md, .pdf).")
+    ],
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-size",
+            help="Tokens per chunk (default: 512, or the model's limit; for tencent-cloud: "
+            "characters, default 2000).",
+        ),
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-overlap", help="Tokens shared by neighbouring chunks (default: 1/8)."
+        ),
+    ] = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove chunks of files under PATHS that are gone.")
+    ] = False,
+    ray: Annotated[
+        bool,
+        typer.Option("--ray", help="Chunk and embed on a Ray cluster, writing to --url's server."),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Cluster to join ('auto': the one on this machine; default: RAY_ADDRESS, "
+            "else a new local one). Implies --ray.",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int, typer.Option("--ray-workers", min=1, help="Model actors on Ray, one model each.")
+    ] = 1,
+    ray_gpus_per_worker: Annotated[
+        float,
+        typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per actor (0: share the CPUs)."),
+    ] = 0,
+    *,
+    store_options: StoreOptions,
+    model_options: ModelOptions,
+) -> None:
+    """Chunk, embed and store files; re-runs write only what changed.
+
+    Files that cannot be read, decoded or parsed are skipped and listed (exit status 3); Ctrl-C
+    stops after the current batch, keeping what was written (exit status 130).
+    """
+    from youtu_rag.index.ingest import find_files, ingest
+
+    if ray or ray_address is not None:
+        from youtu_rag.backends.protocol import is_remote
+
+        model = model_options.model
+        if is_remote(model):
+            raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")
+        report = _index_on_ray(
+            paths,
+            ray_address,
+            url=store_options.url,
+            collection=store_options.collection,
+            model=model,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            prune=prune,
+            concurrency=ray_workers,
+            num_gpus=ray_gpus_per_worker,
+            device=model_options.device,
+            dtype=model_options.dtype,
+        )
+    else:
+        find_files(paths)  # a mistyped path fails before the model loads
+        store = open_store(store_options, model_options, create=True)
+        with stop_on_ctrl_c() as stop:
+            report = ingest(
+                store,
+                paths,
+                chunk_size=chunk_size,
+                chunk_overlap=chunk_overlap,
+                prune=prune,
+                show_progress=True,
+                stop=stop,
+            )
+    for entry in report.skipped:
+        err_console.print(f"skipped {entry.path}: {entry.reason}", markup=False)
+    if report.interrupted:
+        console.print(
+            f"Stopped by Ctrl-C: {report.chunks_written} chunks written, "
+            f"{report.chunks_deleted} removed, {report.total_chunks} chunks in total. "
+            "Run the same command again to continue."
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    pruned = f", {report.pruned_files} deleted files pruned" if prune else ""
+    skipped = f", {len(report.skipped)} skipped (listed above)" if report.skipped else ""
+    console.print(
+        f"Indexed {report.files} files into {store_options.collection!r}: "
+        f"{report.changed} new or changed, "
+        f"{report.unchanged} unchanged, {report.empty} empty skipped{skipped}{pruned}; "
+        f"{report.chunks_written} chunks written, {report.chunks_deleted} removed; "
+        f"{report.total_chunks} chunks in total.",
+    )
+    if report.skipped:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+def ray_cluster(address: str | None) -> AbstractContextManager[None]:
+    """Join or start a Ray cluster (extra ``ray``); Ray's own logs stay quiet without -v.
+
+    Its errors still arrive: as exceptions, and a run that cannot go on fails.
+    """
+    try:
+        from youtu_rag.index.distributed import ray_cluster as start_cluster
+    except ImportError as error:
+        raise RuntimeError(f"this needs Ray ({error}): pip install 'youtu-rag[ray]'") from error
+
+    level = logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.ERROR
+    logging.getLogger("ray.data").setLevel(level)  # Ray Data sets its own level
+    return start_cluster(address, logging_level=level)
+
+
+def _index_on_ray(
+    paths: list[Path], address: str | None, *, url: str | None, **options: Any
+) -> IngestReport:
+    if url is None:
+        raise ValueError("--ray writes through a Chroma server: pass --url http://HOST:PORT")
+    with ray_cluster(address):
+        from youtu_rag.index.distributed import index_with_ray
+
+        return index_with_ray(paths, url=url, show_progress=True, **options)
+
+
+@app.command()
+@handle_errors
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: KOption = 4,
+    where: Annotated[
+        str | None,
+        typer.Option("--where", help='Chroma metadata filter as JSON: \'{"source": "/a/b.md"}\''),
+    ] = None,
+    mmr: Annotated[bool, typer.Option("--mmr", help="Diversify results (MMR).")] = False,
+    as_json: JsonOption = False,
+    *,
+    store_options: StoreOptions,
+    model_options: ModelOptions,
+) -> None:
+    """The passages closest to QUERY, with cosine similarity scores and sources."""
+    filters = _parse_where(where)
+    store = open_store(store_options, model_options, create=False)
+    hits = store.search(query, k=k, where=filters, mmr=mmr)
+    if as_json:
+        typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        err_console.print("no matching passages")
+    for rank, hit in enumerate(hits, start=1):
+        console.print(f"{rank}. {hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}")
+        console.print("   " + _preview(hit.text))
+
+
+@app.command()
+@handle_errors
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer from the index.")],
+    chat: Annotated[
+        str | None,
+        typer.Option(
+            "--chat",
+            help="PROVIDER:MODEL for LangChain's init_chat_model, e.g. openai:gpt-4o-mini.",
+        ),
+    ] = None,
+    k: KOption = 4,
+    *,
+    store_options: StoreOptions,
+    model_options: ModelOptions,
+) -> None:
+    """Answer QUESTION with a chat model from the retrieved passages, citing their sources.
+
+    Without --chat, print the context a chat model would get.
+    """
+    from youtu_rag.index.prompt import format_context, format_sources
+
+    chat_model = None if chat is None else _chat_model(chat)
+    store = open_store(store_options, model_options, create=False)
+    if chat_model is None:
+        hits = store.search(question, k=k)
+        console.print(format_context(hits))
+        err_console.print(
+            "No chat model configured: pass --chat PROVIDER:MODEL (e.g. openai:gpt-4o-mini) "
+            "to get an answer.",
+        )
+        return
+
+    from langchain_youtu import YoutuRetriever, create_rag_chain
+    from langchain_youtu.chain import to_passages
+
+    result = create_rag_chain(YoutuRetriever(store=store, k=k), chat_model).invoke(question)
+    console.print(result["answer"])
+    console.print("\nSources:")
+    console.print(
+        format_sources(to_passages(result["sources"])),
+    )
+
+
+def _chat_model(spec: str) -> Any:
+    """LangChain's ``init_chat_model`` for ``PROVIDER:MODEL``, failing in one line."""
+    provider, _, name = spec.partition(":")
+    if not provider or not name:
+        raise ValueError(f"--chat must be PROVIDER:MODEL, e.g. openai:gpt-4o-mini, got {spec!r}")
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError as error:
+        raise RuntimeError("--chat needs LangChain: pip install 'youtu-rag[langchain]'") from error
+    try:
+        return init_chat_model(name, model_provider=provider)
+    except Exception as error:
+        raise RuntimeError(f"cannot start chat model {spec!r}: {one_line(error)}") from error
+
+
+@app.command()
+@handle_errors
+def info(as_json: JsonOption = False, *, store_options: StoreOptions) -> None:
+    """What the collection holds and which model built it (loads no model)."""
+    from youtu_rag.index.store import describe
+
+    details = describe(connect_store(store_options, create=False), store_options.collection)
+    if as_json:
+        typer.echo(json.dumps(details.to_dict(), ensure_ascii=False, indent=2))
+        return
+    for key, value in details.to_dict().items():
+        shown = repr(value) if value == "" else value
+        console.print(f"{key}: {shown}")

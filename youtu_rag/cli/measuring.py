@@ -1,0 +1,445 @@
+"""Commands that measure: ``eval``, ``verify`` and the ``bench`` group."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from youtu_rag.cli.app import app, console, err_console, handle_errors
+from youtu_rag.cli.collection import ray_cluster
+from youtu_rag.cli.options import (
+    DEFAULT_MODEL,
+    BatchSizeOption,
+    BeirOption,
+    DeviceOption,
+    EvalJsonOption,
+    JsonOption,
+    ModelOption,
+    ModelOptions,
+)
+from youtu_rag.cli.resources import one_line
+from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE
+
+bench_app = typer.Typer(
+    help="Throughput and latency benchmarks.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+app.add_typer(bench_app, name="bench")
+
+
+def _print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    """A rich table with one column per key of the first row."""
+    from rich.table import Table
+
+    console.print(title)
+    table = Table()
+    for key in rows[0]:
+        table.add_column(key, justify="left" if key in ("metric", "method") else "right")
+    for row in rows:
+        table.add_row(
+            *(f"{value:.4g}" if isinstance(value, float) else str(value) for value in row.values())
+        )
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def verify(
+    model: ModelOption = DEFAULT_MODEL,
+    device: DeviceOption = None,
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="The published scores are float32.")
+    ] = "float32",
+    as_json: JsonOption = False,
+) -> None:
+    """Embed the publisher's weather example and compare the scores with the published ones.
+
+    Exit 0 on PASS (every score within 2e-3), 1 otherwise. Run it first after downloading a model.
+    """
+    from youtu_rag.backends.protocol import is_remote
+    from youtu_rag.measure.verify import TOLERANCE, WEATHER_DOCUMENTS, WEATHER_QUERY
+    from youtu_rag.measure.verify import verify as run_verify
+
+    if is_remote(model):
+        raise ValueError(f"verify checks a model loaded here, not an API: {model}")
+    try:
+        result = run_verify(model, device=device, dtype=dtype)
+    except OSError as error:
+        raise RuntimeError(f"cannot load model {model!r}: {one_line(error)}") from error
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        raise typer.Exit(0 if result.passed else 1)
+    attention = f" (attention {result.attention})" if result.attention else ""
+    lines = [
+        f"model: {result.model}{attention}",
+        f"reference: {result.reference or 'none published for this model'}",
+        f"query: {WEATHER_QUERY!r}",
+    ]
+    expected: list[float | None] = [*result.expected] if result.expected else [None] * 3
+    for document, score, wanted in zip(WEATHER_DOCUMENTS, result.scores, expected, strict=True):
+        shown = "" if wanted is None else f"  expected {wanted:.8f}  diff {abs(score - wanted):.2e}"
+        lines.append(f"  {score:.8f}{shown}  {document!r}")
+    if result.max_difference is not None:
+        lines.append(f"largest difference: {result.max_difference:.2e} (tolerance {TOLERANCE:g})")
+    if result.other_scores is not None:
+        scores = ", ".join(f"{score:.8f}" for score in result.other_scores)
+        lines.append(f"with {result.other_attention} attention: {scores}")
+        if result.other_max_difference is not None:
+            lines.append(f"  largest difference: {result.other_max_difference:.2e}")
+    lines.append("PASS" if result.passed else "FAIL")
+    console.print("\n".join(lines))
+    raise typer.Exit(0 if result.passed else 1)
+
+
+@app.command("eval")
+@handle_errors
+def eval_command(
+    beir: BeirOption,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    query_instruction: Annotated[
+        str | None,
+        typer.Option(
+            "--query-instruction",
+            help="Query task text or a C-MTEB preset name (default: the model's; '' for none).",
+        ),
+    ] = None,
+    via_chroma: Annotated[
+        bool,
+        typer.Option(
+            "--via-chroma", help="Search through a Chroma HNSW index; report its cost in recall."
+        ),
+    ] = False,
+    split: Annotated[str, typer.Option("--split", help="Which qrels/SPLIT.tsv to score.")] = "test",
+    as_json: EvalJsonOption = False,
+    *,
+    model_options: ModelOptions,
+) -> None:
+    """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset, computed as MTEB computes them."""
+    from youtu_rag.backends.protocol import create_embedder
+    from youtu_rag.measure.evaluation import evaluate, load_beir
+
+    dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
+    embedder = create_embedder(
+        model_options.model,
+        device=model_options.device,
+        dtype=model_options.dtype,
+        batch_size=batch_size,
+        query_instruction=query_instruction,
+        show_progress=True,
+    )
+    result = evaluate(embedder, dataset, via_chroma=via_chroma)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_rows(
+        f"{embedder.model_name} on {beir} ({result['queries']} queries, "
+        f"{result['documents']} documents, {result['seconds']:.1f}s)",
+        [
+            {"metric": name, "value": value}
+            for name, value in result.items()
+            if name not in ("queries", "documents", "seconds")
+        ],
+    )
+
+
+@bench_app.command("encode")
+@handle_errors
+def bench_encode_command(
+    beir: BeirOption,
+    model: ModelOption = DEFAULT_MODEL,
+    random_utu_layers: Annotated[
+        int | None,
+        typer.Option(
+            "--random-utu-layers",
+            min=1,
+            help="Instead of --model: a random utu model of the published width (hidden 2048, "
+            "32 heads of 64, vocab 128256) with this many layers, built in a temp dir.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Documents to embed (the first N of the corpus).")
+    ] = 600,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
+    ] = 1,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="torch threads (default: torch's).")
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            "--max-length",
+            min=1,
+            help="One truncation for all methods (default: each its own; the seed's is 1024).",
+        ),
+    ] = None,
+    device: DeviceOption = None,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """docs/s, tokens/s and TFLOP/s of youtu-rag (fp32, bf16), sentence-transformers (where it
+    can load the model) and the published inference script, on the same texts in one run."""
+    import tempfile
+
+    import torch
+
+    from youtu_rag.backends.protocol import is_remote
+    from youtu_rag.measure.bench import bench_encode, load_bench_texts
+    from youtu_rag.model.random_checkpoint import UtuShape, build_random_utu
+
+    if is_remote(model):
+        raise ValueError(f"bench encode times local inference; {model} runs in the cloud")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    texts = load_bench_texts(beir, limit)
+    with tempfile.TemporaryDirectory(prefix="youtu_rag_random_utu_") as scratch:
+        if random_utu_layers is not None:
+            model = str(build_random_utu(scratch, UtuShape(num_hidden_layers=random_utu_layers)))
+        result = bench_encode(
+            model,
+            texts,
+            batch_size=batch_size,
+            repeats=repeats,
+            device=device,
+            max_length=max_length,
+        )
+    if random_utu_layers is not None:
+        result["model"] = f"random utu of the published width, {random_utu_layers} of 32 layers"
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    baseline = "sentence_transformers_fp32" if result["st_max_length"] else "youtu_rag_fp32"
+    base = result["methods"][baseline]["docs_per_s"]
+    cpu = (
+        f"; {result['cpu']} ({result['cpu_capability']}, bf16 matmul "
+        f"{'native' if result['cpu_native_bf16'] else 'emulated: expect bf16 slower than fp32'})"
+        if "cpu" in result
+        else ""
+    )
+    _print_rows(
+        f"{result['model']}: {result['documents']} documents, batch {result['batch_size']}, "
+        f"{result['threads']} threads on {result['device']}{cpu}; matmul peak "
+        f"{result['peak_tflops_fp32'] * 1e3:.1f} GFLOP/s fp32, "
+        f"{result['peak_tflops_bf16'] * 1e3:.1f} GFLOP/s bf16",
+        [
+            {
+                "method": name,
+                "docs/s": row["docs_per_s"],
+                "tokens/s": row["tokens_per_s"],
+                "GFLOP/s": row["tflops"] * 1e3,
+                "of peak": f"{row['peak_fraction']:.0%}",
+                f"vs {baseline}": f"{row['docs_per_s'] / base:.2f}x",
+            }
+            for name, row in result["methods"].items()
+        ],
+    )
+
+
+@bench_app.command("serve")
+@handle_errors
+def bench_serve_command(
+    beir: BeirOption,
+    requests: Annotated[
+        int, typer.Option("--requests", min=1, help="Requests per run (each client count).")
+    ] = 256,
+    texts_per_request: Annotated[
+        int, typer.Option("--texts-per-request", min=1, help="Texts in each request.")
+    ] = 1,
+    input_type: Annotated[
+        str,
+        typer.Option("--input-type", help="query (the BEIR queries) or document (the corpus)."),
+    ] = "query",
+    clients: Annotated[
+        list[int] | None,
+        typer.Option("--clients", min=1, help="Concurrent clients; repeat (default: 1, 8, 32)."),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Rounds; each run keeps its fastest.")
+    ] = 2,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="torch threads, here and in servers.")
+    ] = None,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", min=0, help="The batching server's wait.")
+    ] = 2.0,
+    as_json: EvalJsonOption = False,
+    *,
+    model_options: ModelOptions,
+) -> None:
+    """texts/s, tokens/s and p50/p99 latency of a youtu-rag server (with and without dynamic
+    batching) against the same model in process, with 1, 8 and 32 concurrent clients."""
+    from youtu_rag.measure.bench_serve import bench_serve, load_requests
+
+    if input_type not in ("query", "document"):
+        raise ValueError(f"--input-type must be query or document, got {input_type!r}")
+    result = bench_serve(
+        model_options.model,
+        load_requests(beir, input_type, requests, texts_per_request),
+        input_type=input_type,
+        clients=tuple(clients or (1, 8, 32)),
+        repeats=repeats,
+        threads=threads,
+        device=model_options.device,
+        dtype=model_options.dtype,
+        batch_size=batch_size,
+        max_wait_ms=max_wait_ms,
+        progress=None if as_json else err_console.print,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    labels = {
+        "one_request_at_a_time": "in process, sequential",
+        "all_texts_in_one_call": "in process, one call",
+        "dynamic_batching": "serve, batching",
+        "one_request_per_forward": "serve, 1 request/forward",
+    }
+    rows: list[dict[str, Any]] = []
+    for name, row in result["in_process"].items():
+        rows.append({"method": labels[name], "clients": 1, **row})
+    for mode, by_clients in result["server"].items():
+        for count, row in by_clients.items():
+            rows.append({"method": labels[mode], "clients": count, **row})
+    cpu = result["machine"]
+    _print_rows(
+        f"{result['model']} on {result['device']} ({cpu['cpu']}, {cpu['logical_cpus']} logical "
+        f"CPUs, {result['threads']} torch threads): {result['requests']} requests of "
+        f"{result['texts_per_request']} {result['input_type']} text(s); batching gain "
+        + ", ".join(
+            f"{gain:.2f}x at {count} clients" for count, gain in result["batching_gain"].items()
+        ),
+        [
+            {
+                "method": row["method"],
+                "clients": row["clients"],
+                "texts/s": row["texts_per_s"],
+                "tokens/s": row["tokens_per_s"],
+                "p50 ms": row["p50_ms"],
+                "p99 ms": row["p99_ms"],
+                "texts/forward": ""
+                if row["texts_per_forward"] is None
+                else row["texts_per_forward"],
+                "vs in process": f"{row['vs_in_process']:.2f}x",
+            }
+            for row in rows
+        ],
+    )
+
+
+@bench_app.command("retrieval")
+@handle_errors
+def bench_retrieval_command(
+    size: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--size", min=1, help="Collection size; repeat for several (default: 10k, 100k)."
+        ),
+    ] = None,
+    dim: Annotated[int, typer.Option("--dim", min=2, help="Vector dimension.")] = 384,
+    queries: Annotated[int, typer.Option("--queries", min=1, help="Queries timed per size.")] = 200,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Results per query.")] = 10,
+    ef_search: Annotated[
+        int | None,
+        typer.Option("--ef-search", min=1, help="HNSW candidates per query (default: Chroma's)."),
+    ] = None,
+    clustered: Annotated[
+        bool,
+        typer.Option(
+            "--clustered",
+            help="Vectors around size/100 random centres, like real embeddings (default: "
+            "uniform on the sphere, HNSW's worst case).",
+        ),
+    ] = False,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Query latency p50/p95 and HNSW recall@k against exact search in embedded Chroma."""
+    from youtu_rag.measure.bench import bench_retrieval
+
+    result = bench_retrieval(
+        size or [10_000, 100_000],
+        dim=dim,
+        queries=queries,
+        k=k,
+        ef_search=ef_search,
+        distribution="clustered" if clustered else "uniform",
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_rows(
+        f"Embedded Chroma, {dim}-d {result['distribution']} unit vectors, {queries} single "
+        f"queries, top {k}, "
+        f"ef_search {result['ef_search']}",
+        result["results"],
+    )
+
+
+@bench_app.command("index")
+@handle_errors
+def bench_index_command(
+    beir: BeirOption,
+    url: Annotated[
+        str, typer.Option("--url", help="Chroma server every run writes to (fresh collections).")
+    ],
+    model: ModelOption = DEFAULT_MODEL,
+    limit: Annotated[
+        int, typer.Option("--limit", min=2, help="Documents, one file each (the first N).")
+    ] = 600,
+    workers: Annotated[
+        list[int] | None,
+        typer.Option("--ray-workers", min=1, help="Ray worker counts to time (default: 1, 2)."),
+    ] = None,
+    small: Annotated[
+        int, typer.Option("--small", min=1, help="Files of the small corpus (Ray's fixed cost).")
+    ] = 5,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Cluster to join (default: a local one).")
+    ] = None,
+    gpus: Annotated[
+        float, typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per Ray worker.")
+    ] = 0,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
+    ] = 1,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """docs/s indexing files locally and on Ray with 1, 2, ... workers, and Ray's fixed cost."""
+    import time
+
+    from youtu_rag.measure.bench import bench_index, load_bench_texts
+
+    texts = load_bench_texts(beir, limit)
+    start = time.perf_counter()
+    with ray_cluster(ray_address):
+        ray_start = time.perf_counter() - start
+        result = bench_index(
+            model,
+            texts,
+            url=url,
+            workers=workers or [1, 2],
+            small=small,
+            num_gpus=gpus,
+            repeats=repeats,
+        )
+    result["ray_start_s"] = ray_start
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_rows(
+        f"{result['model']}: indexing {result['documents']} files into a Chroma server on "
+        f"{result['machine']}; Ray start {ray_start:.1f}s, Ray's fixed cost per run "
+        f"{result['ray_fixed_cost_s']:.1f}s",
+        [
+            {
+                "method": row["method"],
+                "files": row["files"],
+                "chunks": row["chunks"],
+                "seconds": row["seconds"],
+                "docs/s": row["docs_per_s"],
+                "vs local": f"{row['vs_local']:.2f}x",
+            }
+            for row in result["runs"]
+        ],
+    )

@@ -1,0 +1,117 @@
+"""Option groups declared once for every command, and the options several commands share."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, get_type_hints
+
+import typer
+
+from youtu_rag.index.defaults import DEFAULT_COLLECTION, DEFAULT_PERSIST_DIR
+from youtu_rag.model.defaults import YOUTU_EMBEDDING
+
+R = TypeVar("R")
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id or local directory of the embedding model, or tencent-cloud:MODEL for "
+        "the Tencent Cloud API (credentials from TENCENTCLOUD_SECRET_ID / _KEY).",
+    ),
+]
+DeviceOption = Annotated[
+    str | None, typer.Option("--device", help="cuda, mps or cpu (default: the best available).")
+]
+DtypeOption = Annotated[
+    str | None, typer.Option("--dtype", help="float32 or bfloat16 (default: bf16 on CUDA).")
+]
+DEFAULT_MODEL = YOUTU_EMBEDDING
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Where the index lives: a database directory or a Chroma server, and a collection."""
+
+    persist_dir: Annotated[
+        str, typer.Option("--persist-dir", help="Directory of the embedded Chroma database.")
+    ] = DEFAULT_PERSIST_DIR
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Chroma server, e.g. http://127.0.0.1:8000 (instead of a dir)."),
+    ] = None
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection name.")] = (
+        DEFAULT_COLLECTION
+    )
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which embedding model, on which device, in which dtype."""
+
+    model: ModelOption = DEFAULT_MODEL
+    device: DeviceOption = None
+    dtype: DtypeOption = None
+
+
+_OPTION_GROUPS = (StoreOptions, ModelOptions)
+
+
+def option_groups(command: Callable[..., R]) -> Callable[..., R]:
+    """Let ``command`` take whole option groups, declared once for every command.
+
+    Args:
+        command: a function with ``StoreOptions`` / ``ModelOptions`` parameters.
+
+    Returns:
+        A function typer reads as taking each group's fields as options, and that calls
+        ``command`` with the groups assembled.
+    """
+    hints = get_type_hints(command, include_extras=True)
+    groups = {name: hint for name, hint in hints.items() if hint in _OPTION_GROUPS}
+    parameters: list[inspect.Parameter] = []
+    for parameter in inspect.signature(command).parameters.values():
+        group = groups.get(parameter.name)
+        fields = [(parameter.name, hints[parameter.name], parameter.default)]
+        if group is not None:
+            group_hints = get_type_hints(group, include_extras=True)
+            fields = [(f.name, group_hints[f.name], f.default) for f in dataclasses.fields(group)]
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        parameters += [
+            inspect.Parameter(name, keyword, default=default, annotation=hint)
+            for name, hint, default in fields
+        ]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> R:
+        for name, group in groups.items():
+            values = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(group)}
+            kwargs[name] = group(**values)
+        return command(**kwargs)
+
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return wrapper
+
+
+KOption = Annotated[int, typer.Option("-k", "--top-k", min=1, help="Passages to retrieve.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+BeirOption = Annotated[
+    Path,
+    typer.Option(
+        "--beir",
+        help="BEIR-format folder: corpus.jsonl, queries.jsonl, qrels/test.tsv.",
+        exists=True,
+        file_okay=False,
+    ),
+]
+BatchSizeOption = Annotated[
+    int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")
+]
+EvalJsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

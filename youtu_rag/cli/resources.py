@@ -1,0 +1,96 @@
+"""What commands open: the embedding model and the store, each failing in one line before any
+work starts."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from youtu_rag.cli.app import err_console
+from youtu_rag.cli.options import ModelOptions, StoreOptions
+
+if TYPE_CHECKING:
+    from youtu_rag.backends.protocol import Embedder
+    from youtu_rag.index.store import ChromaStore
+
+
+def one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def check_model_path(model: str) -> None:
+    """A --model that looks like a path must be a directory: fail before anything loads."""
+    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
+        raise FileNotFoundError(f"--model {model}: no such directory")
+
+
+def load_embedder(options: ModelOptions) -> Embedder:
+    """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
+    from youtu_rag.backends.protocol import create_embedder
+
+    model = options.model
+    check_model_path(model)
+    try:
+        return create_embedder(model, device=options.device, dtype=options.dtype)
+    except OSError as error:
+        raise RuntimeError(
+            f"cannot load model {model!r}: {one_line(error)} To work offline, pass --model "
+            "with a local directory holding the model (config.json, weights, tokenizer)."
+        ) from error
+
+
+def open_store(store: StoreOptions, model: ModelOptions, *, create: bool) -> ChromaStore:
+    """Connect and check first: a wrong URL, an unknown collection or another model's index
+    fails before a model loads."""
+    from youtu_rag.index.store import ChromaStore, CollectionNotFoundError, check_model, describe
+    from youtu_rag.model.profiles import get_profile
+
+    client = connect_store(store, create=create)
+    profile = get_profile(model.model)
+    try:
+        check_model(
+            describe(client, store.collection),
+            profile.name,
+            trust_remote_code=profile.trust_remote_code,
+        )
+    except CollectionNotFoundError:
+        if not create:
+            raise
+    return ChromaStore(load_embedder(model), client, store.collection, create=create)
+
+
+def connect_store(store: StoreOptions, *, create: bool) -> Any:
+    from youtu_rag.index.store import connect
+
+    return connect(None if store.url else store.persist_dir, store.url, create=create)
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """An event the first Ctrl-C sets (the run stops after its current batch); a second Ctrl-C
+    raises KeyboardInterrupt at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err_console.print(
+            "Stopping after the current batch; press Ctrl-C again to stop at once.",
+            highlight=False,
+        )
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)

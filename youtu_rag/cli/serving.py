@@ -1,0 +1,154 @@
+"""``youtu-rag serve``: the OpenAI-compatible embeddings server."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from youtu_rag.cli.app import app, err_console, handle_errors
+from youtu_rag.cli.options import ModelOptions
+from youtu_rag.cli.resources import check_model_path
+from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
+
+if TYPE_CHECKING:
+    from youtu_rag.model.embedder import YoutuEmbedder
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8080,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Texts per forward pass, at most.")
+    ] = DEFAULT_BATCH_SIZE,
+    max_batch_tokens: Annotated[
+        int,
+        typer.Option("--max-batch-tokens", min=1, help="Padded tokens per forward pass, at most."),
+    ] = DEFAULT_MAX_BATCH_TOKENS,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            "--max-wait-ms", min=0, help="How long a batch that is not full waits for more texts."
+        ),
+    ] = 2.0,
+    max_requests_per_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--max-requests-per-batch",
+            min=1,
+            help="Requests sharing one forward pass (default: as many as fit; 1: none shared).",
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option("--max-length", min=1, help="Tokens per text (default: the model's)."),
+    ] = None,
+    query_instruction: Annotated[
+        str | None,
+        typer.Option(
+            "--query-instruction",
+            help="Query task text or a C-MTEB preset name (default: the model's).",
+        ),
+    ] = None,
+    document_instruction: Annotated[
+        str | None,
+        typer.Option("--document-instruction", help="Document task text (default: none)."),
+    ] = None,
+    max_texts_per_request: Annotated[
+        int, typer.Option("--max-texts-per-request", min=1, help="Texts in one request, at most.")
+    ] = 2048,
+    max_text_chars: Annotated[
+        int, typer.Option("--max-text-chars", min=1, help="Characters in one text, at most.")
+    ] = 100_000,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, help="Request body size, at most.")
+    ] = 16 * 1024 * 1024,
+    max_queued_texts: Annotated[
+        int,
+        typer.Option("--max-queued-texts", min=1, help="Texts waiting before requests get 429."),
+    ] = 65_536,
+    request_timeout: Annotated[
+        float,
+        typer.Option("--request-timeout", min=0.001, help="Seconds before a request gets 503."),
+    ] = 60.0,
+    auto_truncate: Annotated[
+        bool,
+        typer.Option(
+            "--auto-truncate", help="Cut texts longer than the model's limit instead of a 400."
+        ),
+    ] = False,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            help="Environment variable holding the API key clients must send as a bearer token.",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="torch CPU threads (default: torch's). 1 is faster on a busy, shared CPU.",
+        ),
+    ] = None,
+    *,
+    model_options: ModelOptions,
+) -> None:
+    """An OpenAI-compatible /v1/embeddings server: one loaded model shared by every client."""
+    import os
+
+    import torch
+
+    from youtu_rag.model.embedder import YoutuEmbedder
+    from youtu_rag.serve.app import BatchingOptions, EmbeddingService, ServerLimits
+    from youtu_rag.serve.app import serve as run_server
+
+    model = model_options.model
+    api_key = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env, "")
+        if not api_key.strip():
+            raise ValueError(f"--api-key-env {api_key_env}: that environment variable is empty")
+    check_model_path(model)
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    def load() -> YoutuEmbedder:
+        return YoutuEmbedder(
+            model,
+            device=model_options.device,
+            dtype=model_options.dtype,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            max_length=max_length,
+            query_instruction=query_instruction,
+            document_instruction=document_instruction,
+        )
+
+    service = EmbeddingService(
+        load,
+        limits=ServerLimits(
+            max_texts_per_request=max_texts_per_request,
+            max_text_chars=max_text_chars,
+            max_body_bytes=max_body_bytes,
+            request_timeout_s=request_timeout,
+            max_queued_texts=max_queued_texts,
+            auto_truncate=auto_truncate,
+        ),
+        batching=BatchingOptions(
+            max_wait_ms=max_wait_ms, max_requests_per_batch=max_requests_per_batch
+        ),
+        api_key=api_key,
+    )
+    logging.getLogger("youtu_rag").setLevel(logging.INFO)
+    err_console.print(
+        f"Serving {model} on http://{host}:{port}/v1 (loading; GET /health says when ready)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    run_server(service, host=host, port=port)

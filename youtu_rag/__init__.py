@@ -20,13 +20,8 @@ if TYPE_CHECKING:
     from youtu_rag.index.store import ChromaStore
     from youtu_rag.model.embedder import YoutuEmbedder
     from youtu_rag.model.loading import clear_backbone_cache
-    from youtu_rag.model.profiles import (
-        MINILM,
-        YOUTU_EMBEDDING,
-        ModelProfile,
-        get_profile,
-        resolve_profile,
-    )
+    from youtu_rag.model.profiles import MINILM, YOUTU_EMBEDDING, ModelProfile, get_profile
+    from youtu_rag.model.resolution import ResolvedModel, resolve_model, resolve_profile
 
 _PUBLIC = {
     "ChromaStore": "youtu_rag.index.store",
@@ -41,7 +36,9 @@ _PUBLIC = {
     "YoutuEmbeddingFunction": "youtu_rag.index.chroma_function",
     "clear_backbone_cache": "youtu_rag.model.loading",
     "get_profile": "youtu_rag.model.profiles",
-    "resolve_profile": "youtu_rag.model.profiles",
+    "ResolvedModel": "youtu_rag.model.resolution",
+    "resolve_model": "youtu_rag.model.resolution",
+    "resolve_profile": "youtu_rag.model.resolution",
 }
 
 __all__ = [
@@ -51,12 +48,14 @@ __all__ = [
     "EmbedderSettings",
     "HttpEmbedder",
     "ModelProfile",
+    "ResolvedModel",
     "TencentCloudEmbedder",
     "TencentCloudError",
     "YoutuEmbedder",
     "YoutuEmbeddingFunction",
     "clear_backbone_cache",
     "get_profile",
+    "resolve_model",
     "resolve_profile",
 ]
 

@@ -42,6 +42,8 @@ PUBLIC_MODULES = {
     "youtu_rag.model.embedder",
     "youtu_rag.model.profiles",
     "youtu_rag.model.resolution",
+    "youtu_rag.model.instructions",
+    "youtu_rag.model.pooling",
     "youtu_rag.backends.protocol",
     "youtu_rag.backends.settings",
     "youtu_rag.backends.http",
@@ -49,6 +51,9 @@ PUBLIC_MODULES = {
     "youtu_rag.index.store",
     "youtu_rag.index.chroma_function",
     "youtu_rag.index.prompt",
+    "youtu_rag.index.ingest",
+    "youtu_rag.index.distributed",
+    "youtu_rag.measure.evaluation",
 }
 HEAVY = ("torch", "transformers", "chromadb", "ray")
 

@@ -1,5 +1,12 @@
 """youtu-rag: Youtu-Embedding as a drop-in embedding and retrieval component for RAG.
 
+The package is one subpackage per layer, lowest first, each importing only those before it:
+:mod:`~youtu_rag.model` (the embedding core), :mod:`~youtu_rag.backends` (the embedder protocol,
+settings and remote embedders), :mod:`~youtu_rag.index` (files to Chroma and back),
+:mod:`~youtu_rag.serve` (the OpenAI-compatible server), :mod:`~youtu_rag.measure` (evaluation,
+benchmarks, verify) and :mod:`~youtu_rag.cli` (the ``youtu-rag`` command); see
+``docs/architecture.md``. This module only names the public API.
+
 Public names are loaded on first use (PEP 562), so ``import youtu_rag.cli`` and ``--help`` stay
 free of torch and chromadb. Chroma learns our embedding function the moment both are imported,
 in either order, so a reopened collection can embed text (see :mod:`youtu_rag._chroma_hook`).

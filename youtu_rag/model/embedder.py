@@ -194,7 +194,8 @@ class YoutuEmbedder:
 
     @property
     def model_name(self) -> str:
-        return self.profile.name
+        """The resolved model's name: what the collection fingerprint records."""
+        return self.resolved.name
 
     @property
     def pooling(self) -> Pooling:

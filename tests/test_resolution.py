@@ -91,6 +91,24 @@ def test_config_json_is_read_once_per_model(
     )
 
 
+def test_a_utu_checkpoint_is_read_once_too(
+    tiny_youtu_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Native loading builds the Llama network from the fields already read."""
+    copy = tmp_path / "tiny_youtu"
+    shutil.copytree(tiny_youtu_dir, copy)
+    opened = count_opens(monkeypatch, copy / "config.json")
+
+    bidirectional = YoutuEmbedder(str(copy), device="cpu")
+    causal = YoutuEmbedder(str(copy), device="cpu", attention="causal")
+
+    assert len(opened) == 1, opened
+    assert bidirectional.resolved.utu
+    assert (bidirectional.attention, causal.attention) == ("bidirectional", "causal")
+    vectors = bidirectional.encode_queries(["今天天气怎么样", "What's the weather like?"])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
 def test_the_guard_checks_the_resolved_name(fresh_minilm: str, tmp_path: Path) -> None:
     """A local copy records its own path; the canonical name is another model to the guard."""
     embedder = YoutuEmbedder(fresh_minilm, device="cpu")

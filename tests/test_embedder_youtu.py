@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.seed_reference import seed_encode
 from youtu_rag import YoutuEmbedder, get_profile
+from youtu_rag.measure.seed_baseline import seed_encode
 from youtu_rag.model.instructions import CMTEB_INSTRUCTIONS, DEFAULT_QUERY_TASK, format_prefix
 
 QUERIES = [

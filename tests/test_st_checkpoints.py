@@ -17,9 +17,9 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-from tests.seed_reference import seed_encode
 from youtu_rag import MINILM, YoutuEmbedder, get_profile
 from youtu_rag.index.store import POOLING_KEY, fingerprint
+from youtu_rag.measure.seed_baseline import seed_encode
 from youtu_rag.model.instructions import format_prefix
 from youtu_rag.model.st_config import UnsupportedCheckpointError
 

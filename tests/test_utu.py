@@ -16,8 +16,9 @@ from transformers import PreTrainedModel
 
 from tests.tiny_youtu import build_tiny_youtu
 from youtu_rag import YoutuEmbedder
-from youtu_rag.model.loading import RemoteCodeError, read_config
+from youtu_rag.model.loading import RemoteCodeError
 from youtu_rag.model.random_checkpoint import REMOTE_CODE_MARKER
+from youtu_rag.model.resolution import read_config
 from youtu_rag.model.utu import Attention, CheckpointMismatchError, load_utu_model
 
 TEXTS = [

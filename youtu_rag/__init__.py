@@ -1,5 +1,12 @@
 """youtu-rag: Youtu-Embedding as a drop-in embedding and retrieval component for RAG.
 
+The package is one subpackage per layer, lowest first, each importing only those before it:
+:mod:`~youtu_rag.model` (the embedding core), :mod:`~youtu_rag.backends` (the embedder protocol,
+settings and remote embedders), :mod:`~youtu_rag.index` (files to Chroma and back),
+:mod:`~youtu_rag.serve` (the OpenAI-compatible server), :mod:`~youtu_rag.measure` (evaluation,
+benchmarks, verify) and :mod:`~youtu_rag.cli` (the ``youtu-rag`` command); see
+``docs/architecture.md``. This module only names the public API.
+
 Public names are loaded on first use (PEP 562), so ``import youtu_rag.cli`` and ``--help`` stay
 free of torch and chromadb. Chroma learns our embedding function the moment both are imported,
 in either order, so a reopened collection can embed text (see :mod:`youtu_rag._chroma_hook`).
@@ -20,13 +27,8 @@ if TYPE_CHECKING:
     from youtu_rag.index.store import ChromaStore
     from youtu_rag.model.embedder import YoutuEmbedder
     from youtu_rag.model.loading import clear_backbone_cache
-    from youtu_rag.model.profiles import (
-        MINILM,
-        YOUTU_EMBEDDING,
-        ModelProfile,
-        get_profile,
-        resolve_profile,
-    )
+    from youtu_rag.model.profiles import MINILM, YOUTU_EMBEDDING, ModelProfile, get_profile
+    from youtu_rag.model.resolution import ResolvedModel, resolve_model, resolve_profile
 
 _PUBLIC = {
     "ChromaStore": "youtu_rag.index.store",
@@ -41,7 +43,9 @@ _PUBLIC = {
     "YoutuEmbeddingFunction": "youtu_rag.index.chroma_function",
     "clear_backbone_cache": "youtu_rag.model.loading",
     "get_profile": "youtu_rag.model.profiles",
-    "resolve_profile": "youtu_rag.model.profiles",
+    "ResolvedModel": "youtu_rag.model.resolution",
+    "resolve_model": "youtu_rag.model.resolution",
+    "resolve_profile": "youtu_rag.model.resolution",
 }
 
 __all__ = [
@@ -51,12 +55,14 @@ __all__ = [
     "EmbedderSettings",
     "HttpEmbedder",
     "ModelProfile",
+    "ResolvedModel",
     "TencentCloudEmbedder",
     "TencentCloudError",
     "YoutuEmbedder",
     "YoutuEmbeddingFunction",
     "clear_backbone_cache",
     "get_profile",
+    "resolve_model",
     "resolve_profile",
 ]
 

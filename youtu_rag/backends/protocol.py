@@ -14,6 +14,8 @@ import numpy as np
 from youtu_rag.backends.tencent_cloud import BACKEND as TENCENT_CLOUD
 from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
 from youtu_rag.model.embedder import YoutuEmbedder
+from youtu_rag.model.profiles import get_profile
+from youtu_rag.model.resolution import ResolvedModel, resolve_model
 
 
 class TextEmbedder(Protocol):
@@ -60,6 +62,30 @@ class Embedder(TextEmbedder, Protocol):
 def is_remote(model: str) -> bool:
     """Whether ``model`` names an API model rather than a local one."""
     return model.startswith(f"{TENCENT_CLOUD}:")
+
+
+def describe_model(model: str) -> ResolvedModel:
+    """What ``model`` names, resolved once per process: for an API model its name and backend
+    only (there are no files to read), else :func:`~youtu_rag.model.resolution.resolve_model`.
+
+    Args:
+        model: a model string, as a user gives it.
+
+    Returns:
+        The description the store's guard checks a collection against before any model loads.
+
+    Raises:
+        OSError: a local model's ``config.json`` cannot be found.
+    """
+    if is_remote(model):
+        return ResolvedModel(
+            name=model,
+            profile=get_profile(model),
+            config={},
+            sentence_transformers=None,
+            backend=TENCENT_CLOUD,
+        )
+    return resolve_model(model)
 
 
 def create_embedder(model: str, **options: Any) -> YoutuEmbedder | TencentCloudEmbedder:

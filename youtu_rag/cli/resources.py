@@ -17,6 +17,7 @@ from youtu_rag.cli.options import ModelOptions, StoreOptions
 if TYPE_CHECKING:
     from youtu_rag.backends.protocol import Embedder
     from youtu_rag.index.store import ChromaStore
+    from youtu_rag.model.resolution import ResolvedModel
 
 
 def one_line(error: BaseException) -> str:
@@ -30,14 +31,11 @@ def check_model_path(model: str) -> None:
         raise FileNotFoundError(f"--model {model}: no such directory")
 
 
-def load_embedder(options: ModelOptions) -> Embedder:
-    """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
-    from youtu_rag.backends.protocol import create_embedder
-
-    model = options.model
-    check_model_path(model)
+@contextlib.contextmanager
+def model_not_found(model: str) -> Iterator[None]:
+    """Turn a model that cannot be found into one line saying how to work offline."""
     try:
-        return create_embedder(model, device=options.device, dtype=options.dtype)
+        yield
     except OSError as error:
         raise RuntimeError(
             f"cannot load model {model!r}: {one_line(error)} To work offline, pass --model "
@@ -45,20 +43,34 @@ def load_embedder(options: ModelOptions) -> Embedder:
         ) from error
 
 
+def resolve_model_option(model: str) -> ResolvedModel:
+    """The --model resolved once (its files read, no weights loaded), or one line saying why
+    it cannot be."""
+    from youtu_rag.backends.protocol import describe_model
+
+    check_model_path(model)
+    with model_not_found(model):
+        return describe_model(model)
+
+
+def load_embedder(options: ModelOptions) -> Embedder:
+    """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
+    from youtu_rag.backends.protocol import create_embedder
+
+    model = options.model
+    check_model_path(model)
+    with model_not_found(model):
+        return create_embedder(model, device=options.device, dtype=options.dtype)
+
+
 def open_store(store: StoreOptions, model: ModelOptions, *, create: bool) -> ChromaStore:
     """Connect and check first: a wrong URL, an unknown collection or another model's index
     fails before a model loads."""
     from youtu_rag.index.store import ChromaStore, CollectionNotFoundError, check_model, describe
-    from youtu_rag.model.profiles import get_profile
 
     client = connect_store(store, create=create)
-    profile = get_profile(model.model)
     try:
-        check_model(
-            describe(client, store.collection),
-            profile.name,
-            trust_remote_code=profile.trust_remote_code,
-        )
+        check_model(describe(client, store.collection), resolve_model_option(model.model))
     except CollectionNotFoundError:
         if not create:
             raise

@@ -103,6 +103,8 @@ def serve(
 
     import torch
 
+    from youtu_rag.backends.protocol import is_remote
+    from youtu_rag.backends.settings import EmbedderSettings
     from youtu_rag.model.embedder import YoutuEmbedder
     from youtu_rag.serve.app import BatchingOptions, EmbeddingService, ServerLimits
     from youtu_rag.serve.app import serve as run_server
@@ -117,17 +119,27 @@ def serve(
     if threads is not None:
         torch.set_num_threads(threads)
 
-    def load() -> YoutuEmbedder:
-        return YoutuEmbedder(
-            model,
-            device=model_options.device,
-            dtype=model_options.dtype,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            max_length=max_length,
-            query_instruction=query_instruction,
-            document_instruction=document_instruction,
+    if is_remote(model):
+        raise ValueError(
+            f"--model {model}: serve runs a model in this process; an API model is served by "
+            "its own cloud"
         )
+    # The same settings model as the adapters: one validation, one place that builds.
+    settings = EmbedderSettings(
+        model_name_or_path=model,
+        device=model_options.device,
+        dtype=model_options.dtype,
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+        max_length=max_length,
+        query_instruction=query_instruction,
+        document_instruction=document_instruction,
+    )
+
+    def load() -> YoutuEmbedder:
+        embedder = settings.build()
+        assert isinstance(embedder, YoutuEmbedder)  # a local model, checked above
+        return embedder
 
     service = EmbeddingService(
         load,

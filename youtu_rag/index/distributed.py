@@ -48,6 +48,7 @@ from langchain_text_splitters import TextSplitter
 from ray.data import ActorPoolStrategy, Dataset
 from tqdm.auto import tqdm
 
+from youtu_rag.backends.protocol import describe_model
 from youtu_rag.index.ingest import (
     DEFAULT_BATCH_SIZE,
     IngestReport,
@@ -67,7 +68,7 @@ from youtu_rag.index.store import (
 )
 from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.model.loading import clear_backbone_cache
-from youtu_rag.model.profiles import YOUTU_EMBEDDING, get_profile
+from youtu_rag.model.profiles import YOUTU_EMBEDDING
 
 logger = logging.getLogger(__name__)
 
@@ -325,7 +326,7 @@ def index_with_ray(
         raise ValueError("prune needs the folders that were indexed, not a dataset of paths")
     # A wrong server or another model's collection fails before anything loads a model.
     with suppress(CollectionNotFoundError):
-        check_model(describe(connect(url=url), collection), get_profile(model).name)
+        check_model(describe(connect(url=url), collection), describe_model(model))
     if num_gpus == 0 and embedder_options.get("device") is None:
         embedder_options["device"] = "cpu"
     cpus = 1 if num_gpus > 0 else cpus_per_actor(concurrency)

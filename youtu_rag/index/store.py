@@ -34,6 +34,7 @@ from youtu_rag.index.chroma_function import YoutuEmbeddingFunction, check_stored
 from youtu_rag.index.defaults import DEFAULT_COLLECTION as DEFAULT_COLLECTION
 from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR as DEFAULT_PERSIST_DIR
 from youtu_rag.model.embedder import YoutuEmbedder, validate_texts
+from youtu_rag.model.resolution import ResolvedModel
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ def describe(client: ClientAPI, name: str = DEFAULT_COLLECTION) -> CollectionInf
     )
 
 
-def check_model(info: CollectionInfo, model_name: str, *, trust_remote_code: bool = False) -> None:
+def check_model(info: CollectionInfo, model: ResolvedModel) -> None:
     """Refuse early, by name alone, a model other than the one the collection records, and a
     stored embedding function that would load other or remote code.
 
@@ -296,11 +297,14 @@ def check_model(info: CollectionInfo, model_name: str, *, trust_remote_code: boo
 
     Args:
         info: from :func:`describe`.
-        model_name: the model about to be loaded.
+        model: the model about to be loaded, resolved
+            (:func:`~youtu_rag.backends.protocol.describe_model`).
 
     Raises:
         ModelMismatchError: the collection records another model.
     """
+    model_name = model.name
+    trust_remote_code = model.profile.trust_remote_code
     if info.model is not None and info.model != model_name:
         raise ModelMismatchError(
             f"collection {info.name!r} was built with model {info.model!r}, not {model_name!r}; "

@@ -3,7 +3,7 @@
 ``bench_encode`` embeds the same texts, in one process, with the same batch size and thread count,
 four ways: youtu-rag in float32 and in bfloat16, ``SentenceTransformer.encode`` (the tool a user
 would otherwise reach for), and the published Youtu-Embedding inference algorithm with its own
-defaults (the test suite's restatement, see :func:`load_seed_encode`). Methods run interleaved,
+defaults (:mod:`youtu_rag.measure.seed_baseline`, also the tests' oracle). Methods run interleaved,
 round after round, and each keeps its best round, so a burst of load from another process skews
 no single method. Speed is reported as documents/s, tokens/s and effective TFLOP/s, the last
 against a matmul peak measured in the same run, so "fast" means "close to what this machine can
@@ -15,7 +15,6 @@ Chroma at a given collection size.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import platform
@@ -33,42 +32,13 @@ import torch
 from transformers import PreTrainedModel
 
 from youtu_rag.measure.evaluation import load_beir
+from youtu_rag.measure.seed_baseline import SEED_MAX_LENGTH, seed_encode
 from youtu_rag.model.embedder import DEFAULT_BATCH_SIZE, YoutuEmbedder
 from youtu_rag.model.loading import cpu_has_bf16
 
 logger = logging.getLogger(__name__)
 
-#: The published script's restatement lives once, in the test suite, where it is the oracle the
-#: embedder is checked against; the benchmark times that very code, from a source checkout.
-SEED_REFERENCE = Path(__file__).resolve().parents[2] / "tests" / "seed_reference.py"
 _WARMUP_TEXTS = 4
-
-SeedEncode = Callable[..., np.ndarray]
-
-
-def load_seed_encode() -> tuple[SeedEncode, int]:
-    """The published algorithm (``seed_encode``) and its truncation length, from the test suite.
-
-    Returns:
-        ``(seed_encode, SEED_MAX_LENGTH)`` of ``tests/seed_reference.py``.
-
-    Raises:
-        RuntimeError: youtu-rag is not installed from a source checkout, so the reference is
-            not there.
-    """
-    checkout = SEED_REFERENCE.parents[1]
-    if not (SEED_REFERENCE.is_file() and (checkout / "pyproject.toml").is_file()):
-        raise RuntimeError(
-            "bench encode times the published algorithm kept in the test suite "
-            f"(tests/seed_reference.py), which is not at {SEED_REFERENCE}: run it from a "
-            "source checkout installed with `pip install -e .`"
-        )
-    spec = importlib.util.spec_from_file_location("youtu_rag_seed_reference", SEED_REFERENCE)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {SEED_REFERENCE}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.seed_encode, int(module.SEED_MAX_LENGTH)
 
 
 # --- machine peak and model FLOPs --------------------------------------------------------------
@@ -270,8 +240,7 @@ def bench_encode(
 
     Raises:
         ValueError: ``repeats`` is below 1.
-        RuntimeError: not run from a source checkout (see :func:`load_seed_encode`), or
-            sentence-transformers is missing for a model it can load.
+        RuntimeError: sentence-transformers is missing for a model it can load.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
@@ -288,9 +257,8 @@ def bench_encode(
             [prefix + text for text in texts], add_special_tokens=True, verbose=False
         )["input_ids"]
     ]
-    seed_encode, seed_default_length = load_seed_encode()
-    positions = int(getattr(backbone.model.config, "max_position_embeddings", seed_default_length))
-    seed_max_length = max_length or min(seed_default_length, positions)
+    positions = int(getattr(backbone.model.config, "max_position_embeddings", SEED_MAX_LENGTH))
+    seed_max_length = max_length or min(SEED_MAX_LENGTH, positions)
 
     def lengths(cap: int) -> list[int]:
         return [min(length, cap) for length in full_lengths]

@@ -23,14 +23,9 @@ from youtu_rag.model.defaults import DEFAULT_MAX_BATCH_TOKENS as DEFAULT_MAX_BAT
 from youtu_rag.model.instructions import Side, format_prefix, resolve_task
 from youtu_rag.model.loading import Backbone, load_backbone, resolve_device, resolve_dtype
 from youtu_rag.model.pooling import PoolingMode, l2_normalize, pool, text_mask
-from youtu_rag.model.profiles import (
-    YOUTU_EMBEDDING,
-    ModelProfile,
-    Pooling,
-    override,
-    resolve_profile,
-)
+from youtu_rag.model.profiles import YOUTU_EMBEDDING, ModelProfile, Pooling, override
 from youtu_rag.model.quiet import quiet_model_loading
+from youtu_rag.model.resolution import ResolvedModel, resolve_model
 from youtu_rag.model.tokenization import encode_batch
 from youtu_rag.model.utu import Attention
 
@@ -154,8 +149,10 @@ class YoutuEmbedder:
         self.arguments: dict[str, Any] = {
             name: value for name, value in locals().items() if name in _ARGUMENTS
         }
+        #: The model string resolved once per process: rules, config and weights' location.
+        self.resolved: ResolvedModel = resolve_model(model_name_or_path)
         self.profile: ModelProfile = override(
-            resolve_profile(model_name_or_path),
+            self.resolved.profile,
             max_length=max_length,
             trust_remote_code=trust_remote_code,
             pooling=pooling,
@@ -174,7 +171,7 @@ class YoutuEmbedder:
         resolved_device = resolve_device(device)
         with quiet_model_loading():
             self.backbone: Backbone = load_backbone(
-                self.profile.source,
+                self.resolved,
                 resolved_device,
                 resolve_dtype(dtype, resolved_device),
                 self.profile.trust_remote_code,
@@ -197,7 +194,8 @@ class YoutuEmbedder:
 
     @property
     def model_name(self) -> str:
-        return self.profile.name
+        """The resolved model's name: what the collection fingerprint records."""
+        return self.resolved.name
 
     @property
     def pooling(self) -> Pooling:

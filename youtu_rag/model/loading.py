@@ -1,12 +1,13 @@
 """Loading a backbone once per process: device and dtype choice, and the shared model cache.
 
+It loads what :mod:`youtu_rag.model.resolution` resolved, reading no config file again.
+
 A retriever, a chain and a notebook cell may each hold an embedder over the same 2B model; they
 share one set of weights through :func:`load_backbone`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -15,14 +16,16 @@ from typing import Any
 import torch
 import transformers
 from transformers import (
+    CONFIG_MAPPING,
     AutoModel,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
-from transformers.utils.hub import cached_file
 
+from youtu_rag.model.resolution import ResolvedModel
 from youtu_rag.model.utu import Attention, is_utu, load_utu_model, with_attention
 
 logger = logging.getLogger(__name__)
@@ -98,42 +101,24 @@ class RemoteCodeError(RuntimeError):
     """The checkpoint's own modelling code could not be imported."""
 
 
-def read_config(source: str) -> dict[str, Any]:
-    """``config.json`` of a hub id or local directory, read as data: no checkpoint code runs.
-
-    Args:
-        source: hub id or local directory.
-
-    Returns:
-        The parsed config.
-
-    Raises:
-        OSError: there is no ``config.json``, or the hub cannot be reached for a checkpoint
-            not in the local cache.
-    """
-    path = cached_file(source, "config.json")
-    if path is None:
-        raise OSError(f"{source} has no config.json")
-    with open(path, encoding="utf-8") as handle:
-        config: dict[str, Any] = json.load(handle)
-    return config
-
-
 def load_backbone(
-    source: str,
+    model: ResolvedModel,
     device: torch.device,
     dtype: torch.dtype,
     trust_remote_code: bool,
     attention: Attention | None = None,
 ) -> Backbone:
-    """Load (or reuse) the model and tokenizer at ``source``, a hub id or a local directory.
+    """Load (or reuse) the model and tokenizer of a resolved model, from its weights' location.
+
+    Its ``config.json`` was read once, when it was resolved: the fields go to transformers as a
+    config object, so loading reads that file no second time.
 
     A ``utu`` checkpoint (Youtu-Embedding) is built natively on transformers' Llama code with
     ``attention`` (default bidirectional) unless the caller asks for its remote code; any other
     model goes through ``AutoModel`` and attends as it was built.
 
     Args:
-        source: hub id or local directory.
+        model: from :func:`~youtu_rag.model.resolution.resolve_model`.
         device: where the model runs.
         dtype: its weights' dtype.
         trust_remote_code: run the checkpoint's own modelling code.
@@ -148,8 +133,8 @@ def load_backbone(
             checkpoint, or a tokenizer without offsets (not a fast tokenizer).
         RemoteCodeError: a ``utu`` checkpoint's own code does not import here.
     """
-    config = read_config(source)
-    native = is_utu(config) and not trust_remote_code
+    source, config = model.source, dict(model.config)
+    native = model.utu and not trust_remote_code
     if attention is not None and not native:
         raise ValueError(
             f"attention={attention!r} applies to utu checkpoints loaded natively; {source} "
@@ -166,27 +151,30 @@ def load_backbone(
         twin = _cached_other_attention(key) if native else None
         if twin is not None:
             tokenizer: PreTrainedTokenizerBase = twin.tokenizer
-            model = with_attention(twin.model, attention or "bidirectional")
+            network = with_attention(twin.model, attention or "bidirectional")
         elif native:
             # The publisher's tokenizer_config names PreTrainedTokenizerFast; reading it directly
             # keeps AutoTokenizer from resolving the unknown "utu" model type through auto_map.
             tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
-            model = load_utu_model(source, config, dtype, attention or "bidirectional")
+            network = load_utu_model(source, config, dtype, attention or "bidirectional")
         else:
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-            model = _load_auto_model(source, config, dtype, trust_remote_code)
+            known = None if trust_remote_code else transformers_config(config)
+            tokenizer = AutoTokenizer.from_pretrained(
+                source, trust_remote_code=trust_remote_code, **({"config": known} if known else {})
+            )
+            network = _load_auto_model(source, config, known, dtype, trust_remote_code)
         if not tokenizer.is_fast:
             raise ValueError(
                 f"{source} has no fast tokenizer; masking the instruction needs token offsets"
             )
-        torch.nn.Module.to(model, device).train(False)
+        torch.nn.Module.to(network, device).train(False)
         if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_bf16():
             logger.warning(
                 "this CPU has no bfloat16 matmul (AVX-512 BF16 or AMX): bfloat16 will run "
                 "several times slower than float32 here"
             )
         backbone = Backbone(
-            model=model, tokenizer=tokenizer, device=device, dtype=dtype, attention=attention
+            model=network, tokenizer=tokenizer, device=device, dtype=dtype, attention=attention
         )
         _cache[key] = backbone
         return backbone
@@ -202,15 +190,32 @@ def _cached_other_attention(
     return _cache.get((source, device, dtype, trust_remote_code, other))
 
 
+def transformers_config(config: dict[str, Any]) -> PretrainedConfig | None:
+    """The config object transformers would build from these ``config.json`` fields, or
+    ``None`` for a model type it does not know (it then reads the file itself)."""
+    model_type = str(config.get("model_type"))
+    if model_type not in CONFIG_MAPPING:
+        return None
+    built: PretrainedConfig = CONFIG_MAPPING[model_type].from_dict(config)
+    return built
+
+
 def _load_auto_model(
-    source: str, config: dict[str, Any], dtype: torch.dtype, trust_remote_code: bool
+    source: str,
+    config: dict[str, Any],
+    known: PretrainedConfig | None,
+    dtype: torch.dtype,
+    trust_remote_code: bool,
 ) -> PreTrainedModel:
     """``AutoModel``, turning a ``utu`` checkpoint's failing remote code into a clear error."""
     if trust_remote_code:
         logger.info("loading %s with trust_remote_code=True", source)
     try:
         model: PreTrainedModel = AutoModel.from_pretrained(
-            source, dtype=dtype, trust_remote_code=trust_remote_code
+            source,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            **({"config": known} if known is not None else {}),
         )
     except (ImportError, AttributeError) as error:
         if not (trust_remote_code and is_utu(config)):

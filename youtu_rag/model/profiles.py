@@ -3,15 +3,15 @@
 A profile's rules come from, in rising order of precedence: sentence-transformers' defaults (mean
 over every token, no prompts), a built-in profile (the two known models, and the Youtu-Embedding
 rules for any ``utu`` checkpoint), the checkpoint's own sentence-transformers files
-(:mod:`youtu_rag.model.st_config`), and last the caller's explicit arguments. Every rule remembers
-where it came from (:attr:`ModelProfile.origins`), so ``repr`` and ``info()`` can say why an
-embedder pools or prefixes as it does.
+(:mod:`youtu_rag.model.st_config`, applied by :func:`from_sentence_transformers` when
+:mod:`youtu_rag.model.resolution` resolves a model), and last the caller's explicit arguments.
+Every rule remembers where it came from (:attr:`ModelProfile.origins`), so ``repr`` and
+``info()`` can say why an embedder pools or prefixes as it does.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 import logging
 from collections.abc import Mapping
@@ -22,10 +22,9 @@ from typing import Any, Literal
 from youtu_rag.model.defaults import MINILM as MINILM
 from youtu_rag.model.defaults import YOUTU_EMBEDDING as YOUTU_EMBEDDING
 from youtu_rag.model.instructions import DEFAULT_QUERY_TASK, QUERY_TEMPLATE
-from youtu_rag.model.loading import read_config
 from youtu_rag.model.pooling import PoolingMode
-from youtu_rag.model.st_config import SentenceTransformersConfig, read_sentence_transformers_config
-from youtu_rag.model.utu import Attention, is_utu
+from youtu_rag.model.st_config import SentenceTransformersConfig
+from youtu_rag.model.utu import Attention
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +126,8 @@ def get_profile(model_name_or_path: str) -> ModelProfile:
 
     Returns:
         The known model's profile; any other id or directory gets sentence-transformers'
-        defaults here, which :func:`resolve_profile` completes from the checkpoint.
+        defaults here, which :func:`~youtu_rag.model.resolution.resolve_model` completes from
+        the checkpoint.
     """
     if model_name_or_path == YOUTU_EMBEDDING:
         # A ``utu`` checkpoint: loaded natively (youtu_rag.model.utu), no remote code.
@@ -143,41 +143,26 @@ def get_profile(model_name_or_path: str) -> ModelProfile:
     return ModelProfile(name=model_name_or_path, source=model_name_or_path)
 
 
-# Chroma rebuilds an embedding function on every add or query of a reopened collection; the
-# checkpoint's files are read once per process, not on every rebuild (an error is not kept).
-@functools.lru_cache(maxsize=64)
-def resolve_profile(model_name_or_path: str) -> ModelProfile:
-    """The full profile of a model: built-in rules completed by the checkpoint's own files.
-
-    A ``utu`` checkpoint (by its ``config.json``) gets the Youtu-Embedding rules under any name;
-    then the sentence-transformers files, where present, set pooling, prompts, max length and
-    normalisation as sentence-transformers would. Where a ``utu`` checkpoint's pooling leaves
-    the prompt out, the Youtu text-token rule applies (it also drops the BOS with no prompt,
-    as the published model does), and its prompts are read back into the instruction template.
-
-    Args:
-        model_name_or_path: hub id or local directory.
-
-    Returns:
-        The profile, its ``origins`` naming the source of each rule.
-
-    Raises:
-        OSError: the checkpoint (its ``config.json``) cannot be found.
-        UnsupportedCheckpointError: its sentence-transformers pipeline cannot be reproduced.
-    """
-    profile = get_profile(model_name_or_path)
-    utu = is_utu(read_config(profile.source))
-    if utu and profile.name != YOUTU_EMBEDDING:
-        profile = youtu_rules(profile)
-    config = read_sentence_transformers_config(profile.source)
-    if config is None:
-        return profile
-    return _from_sentence_transformers(profile, config, utu)
-
-
-def _from_sentence_transformers(
+def from_sentence_transformers(
     profile: ModelProfile, config: SentenceTransformersConfig, utu: bool
 ) -> ModelProfile:
+    """``profile`` completed by a checkpoint's sentence-transformers files.
+
+    Where a ``utu`` checkpoint's pooling leaves the prompt out, the Youtu text-token rule
+    applies (it also drops the BOS with no prompt, as the published model does), and its
+    prompts are read back into the instruction template.
+
+    Args:
+        profile: the built-in profile (Youtu rules already applied to a ``utu`` checkpoint).
+        config: what the checkpoint's sentence-transformers files say.
+        utu: whether the checkpoint is a ``utu`` one.
+
+    Returns:
+        The profile, each rule the files set recorded with the file it came from.
+
+    Raises:
+        OSError: the transformer lives in a folder of a hub checkpoint (not downloaded).
+    """
     if config.transformer_path not in ("", "."):
         local = Path(profile.source) / config.transformer_path
         if not local.is_dir():

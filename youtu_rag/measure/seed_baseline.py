@@ -1,8 +1,9 @@
-"""The published Youtu-Embedding inference algorithm, restated as the oracle the embedder is
-checked against (the "seed": its known defects kept on purpose).
+"""The published Youtu-Embedding inference algorithm (the "seed" script), restated once.
 
-``youtu-rag bench encode`` times this same function as its baseline (see
-:func:`youtu_rag.measure.bench.load_seed_encode`), so the benchmark and the tests share one copy.
+Two users, one copy: ``youtu-rag bench encode`` times it as its baseline, and the test suite uses
+it as the oracle the embedder is checked against. It ships with the package, so the benchmark
+runs from a plain ``pip install``. Its known defects (no batching, NaN for an empty text, silent
+truncation at 1024 tokens) are kept on purpose: it is the baseline, not a second embedder.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ import contextlib
 import copy
 import hmac
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -154,7 +156,9 @@ class EmbeddingService:
         self.load_error: BaseException | None = None
         self.embedder: YoutuEmbedder | None = None
         self.batcher: Batcher | None = None
-        self._api_key = None if api_key is None else api_key.encode()
+        # Stripped like the presented token: a key read from a file or the environment often ends
+        # in a newline.
+        self._api_key = None if api_key is None else api_key.strip().encode()
         self._counting_tokenizer: Any = None
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="youtu-rag-model")
         self._counting_thread = ThreadPoolExecutor(1, thread_name_prefix="youtu-rag-tokens")
@@ -487,6 +491,10 @@ def create_app(service: EmbeddingService) -> Starlette:
     )
 
 
+#: Seconds SIGTERM waits for open requests before the server closes them and exits.
+GRACE_PERIOD_S = 10
+
+
 class _DrainingServer(uvicorn.Server):
     """uvicorn's server, telling the queue to flush as soon as a stop signal arrives: uvicorn
     waits for open requests before the app's shutdown, and those requests wait on the queue."""
@@ -503,14 +511,27 @@ class _DrainingServer(uvicorn.Server):
 def serve(service: EmbeddingService, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the server until SIGTERM or Ctrl-C; raise if the model could not be loaded."""
     config = uvicorn.Config(
-        create_app(service), host=host, port=port, access_log=False, lifespan="on"
+        create_app(service),
+        host=host,
+        port=port,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACE_PERIOD_S,
     )
+    # Bound here, not by uvicorn, so a busy port is one error (uvicorn logs it and exits 1
+    # from inside its own loop) before the model loads.
+    try:
+        listening = socket.create_server((host, port))
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
     server = _DrainingServer(config, service)
 
     def stop(error: BaseException) -> None:
         server.should_exit = True
 
     service.on_load_failure = stop
-    server.run()
+    with listening:
+        server.run(sockets=[listening])
     if service.load_error is not None:
         raise RuntimeError(f"cannot load the model: {service.load_error}") from service.load_error

@@ -402,3 +402,39 @@ def test_the_core_works_without_ray() -> None:
     assert result.returncode == 1
     error = result.stderr.splitlines()[-1]  # after transformers' weight-loading bar
     assert error.startswith("error: this needs Ray") and "pip install 'youtu-rag[ray]'" in error
+
+
+def test_ray_skips_what_local_skips(ray_address: str, chroma_server: str, tmp_path: Path) -> None:
+    """A Latin-1 file, a binary file, a file name that is not UTF-8 and a link out of the root:
+    the same skipped lines, summary, exit code 3 and index on Ray as locally."""
+    docs = tmp_path / "mixed"
+    docs.mkdir()
+    (docs / "good.md").write_text("Masked mean pooling. 掩码平均池化。", encoding="utf-8")
+    (docs / "latin.txt").write_bytes("café crème, naïve façade".encode("latin-1"))
+    (docs / "binary.txt").write_bytes(b"\x00\x01\x02 not text" * 50)
+    odd_name = Path(os.fsdecode(os.fsencode(docs) + b"/caf\xe9.md"))
+    odd_name.write_text("A name in Latin-1 bytes. 非UTF-8文件名。", encoding="utf-8")
+    (docs / "passwd.md").symlink_to("/etc/passwd")
+
+    def outcome(result: Result, collection: str) -> tuple[int, list[str], str]:
+        skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped ")]
+        summary = result.stdout.strip().splitlines()[-1].replace(repr(collection), "C")
+        return result.exit_code, skipped, summary
+
+    common = [docs, "--url", chroma_server, "--model", MINILM, *CHUNKING]
+    local = outcome(run("index", *common, "-c", "mixed_local"), "mixed_local")
+    on_ray = outcome(run("index", *common, "-c", "mixed_ray", "--ray"), "mixed_ray")
+    assert on_ray == local
+    exit_code, skipped, summary = local
+    assert exit_code == 3
+    assert [line.split(":")[0] for line in skipped] == [
+        f"skipped {docs / 'passwd.md'}",
+        f"skipped {docs / 'binary.txt'}",
+        f"skipped {docs / 'latin.txt'}",
+    ]
+    assert "Indexed 4 files into C: 2 new or changed" in summary
+    assert_same_index(chroma_server, "mixed_local", "mixed_ray")
+    sources = {
+        metadata["source"] for _, metadata, _ in records_of(chroma_server, "mixed_ray").values()
+    }
+    assert sources == {str(docs / "good.md"), f"{docs}/caf\\xe9.md"}

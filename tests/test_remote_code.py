@@ -31,7 +31,7 @@ from youtu_rag.index.chroma_function import (
     YoutuEmbeddingFunction,
     check_stored_config,
 )
-from youtu_rag.index.store import fingerprint
+from youtu_rag.index.store import MODEL_KEY, fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -192,7 +192,11 @@ def test_a_planted_config_runs_no_code(
         assert_refused(line, name)
     assert not marker.exists()
 
-    # The process's own word: the documented variable lets the same recipe load the model.
+    # The process's own word: the documented variable lets the same recipe load the model (the
+    # collections now record that model, or the function's fingerprint check refuses them).
+    for (client, _, _), (_, name) in zip(backends, targets, strict=True):
+        collection = client.get_collection(name)
+        collection.modify(metadata={**(collection.metadata or {}), MODEL_KEY: str(model)})
     opted_in = plain_recipe(targets, marker, **{TRUST_REMOTE_CODE_ENV: "1"})
     assert opted_in == ["IDS [['planted']]"] * 2
     assert marker.read_text() == "the planted model's code ran"

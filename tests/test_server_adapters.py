@@ -19,6 +19,7 @@ from llama_index.embeddings.youtu import YoutuEmbedding
 from tests.server_process import QUERY_INSTRUCTION
 from youtu_rag import MINILM, YoutuEmbedder, YoutuEmbeddingFunction
 from youtu_rag.backends.http import EmbeddingServerError, HttpEmbedder
+from youtu_rag.index.destinations import ALLOWED_DESTINATIONS_ENV
 
 CORPUS = {
     "cats": "Cats purr when they are content and knead soft blankets with their paws.",
@@ -129,7 +130,10 @@ def test_llamaindex_adapter_through_the_server(youtu_server: str) -> None:
 
 
 def test_chroma_function_through_the_server(
-    youtu_server: str, minilm_instructed: YoutuEmbedder, tmp_path: Path
+    youtu_server: str,
+    minilm_instructed: YoutuEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = chromadb.PersistentClient(path=str(tmp_path))
     functions = {
@@ -154,6 +158,9 @@ def test_chroma_function_through_the_server(
     config = functions["served"].get_config()
     assert config == {"base_url": youtu_server, "model_name_or_path": MINILM}
     reopened = chromadb.PersistentClient(path=str(tmp_path)).get_collection("served")
+    with pytest.raises(ValueError, match=f"did not name; refused.*{ALLOWED_DESTINATIONS_ENV}"):
+        reopened.configuration  # noqa: B018 - Chroma rebuilds the stored function here
+    monkeypatch.setenv(ALLOWED_DESTINATIONS_ENV, youtu_server)
     rebuilt = reopened.configuration["embedding_function"]
     assert isinstance(rebuilt, YoutuEmbeddingFunction)
     assert isinstance(rebuilt.embedder, HttpEmbedder)

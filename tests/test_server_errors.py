@@ -51,7 +51,7 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
         "32",
         "--api-key-env",
         "YOUTU_TEST_KEY",
-        env={"YOUTU_TEST_KEY": KEY},
+        env={"YOUTU_TEST_KEY": f"{KEY}\n"},  # as `export K=$(cat key)` leaves it: stripped
     ) as server:
         yield server
 
@@ -195,7 +195,7 @@ def test_http_embedder_sends_the_key(
         HttpEmbedder(strict_server.url)
     assert refused.value.code == "invalid_api_key"
     given = HttpEmbedder(strict_server.url, api_key=KEY)
-    monkeypatch.setenv(API_KEY_ENV, KEY)
+    monkeypatch.setenv(API_KEY_ENV, f" {KEY}\n")  # read from the environment, stripped
     from_environment = HttpEmbedder(strict_server.url)
     for embedder in (given, from_environment):
         vectors = embedder.encode_documents(FOUR)

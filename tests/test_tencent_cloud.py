@@ -31,6 +31,7 @@ from youtu_rag import MINILM, TencentCloudEmbedder, TencentCloudError, YoutuEmbe
 from youtu_rag.backends.protocol import create_embedder
 from youtu_rag.cli import app
 from youtu_rag.index.chroma_function import YoutuEmbeddingFunction
+from youtu_rag.index.destinations import ALLOWED_DESTINATIONS_ENV, DestinationRefusedError
 from youtu_rag.index.store import ChromaStore, ModelMismatchError, connect, describe, fingerprint
 from youtu_rag.model.instructions import CMTEB_INSTRUCTIONS, format_prefix
 from youtu_rag.serve.process import stop_process
@@ -334,7 +335,7 @@ def test_a_collection_from_before_backends_were_recorded_is_local(
 
 
 def test_chroma_function_and_adapters_take_the_model_string(
-    cloud_env: StandIn, tmp_path: Path
+    cloud_env: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from langchain_youtu import YoutuEmbeddings
     from llama_index.embeddings.youtu import YoutuEmbedding
@@ -357,7 +358,12 @@ def test_chroma_function_and_adapters_take_the_model_string(
         "max_retries": 5,
         "timeout": 60,
     }
-    rebuilt = YoutuEmbeddingFunction.build_from_config(json.loads(json.dumps(config)))
+    stored = json.loads(json.dumps(config))
+    with pytest.raises(DestinationRefusedError, match=ALLOWED_DESTINATIONS_ENV):
+        YoutuEmbeddingFunction.build_from_config(stored)  # the stand-in is not the public API
+    rebuilt = YoutuEmbeddingFunction.build_from_config(
+        stored, allowed_destinations=[cloud_env.endpoint]
+    )
     assert rebuilt.get_config() == config
 
     langchain = YoutuEmbeddings(model=model)
@@ -373,6 +379,9 @@ def test_chroma_function_and_adapters_take_the_model_string(
     store = ChromaStore.open(create_embedder(model), persist_dir=tmp_path / "db")
     store.upsert(["pool", "chroma"], texts)
     collection = chromadb.PersistentClient(str(tmp_path / "db")).get_collection(store.name)
+    with pytest.raises(ValueError, match=DestinationRefusedError.__name__ + "|did not name"):
+        collection.query(query_texts=["chroma vectors"], n_results=1)
+    monkeypatch.setenv(ALLOWED_DESTINATIONS_ENV, cloud_env.endpoint)
     assert collection.query(query_texts=["chroma vectors"], n_results=1)["ids"] == [["chroma"]]
 
 

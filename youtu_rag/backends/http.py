@@ -58,7 +58,7 @@ class HttpEmbedder:
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self.batch_size = batch_size
         self.retries = retries
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")).strip()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(
             base_url=self.base_url,

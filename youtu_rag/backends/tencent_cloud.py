@@ -362,6 +362,11 @@ def _split_endpoint(endpoint: str, protocol: str | None) -> tuple[str, str]:
         parts = urlsplit(endpoint)
         if protocol is not None and protocol != parts.scheme:
             raise ValueError(f"endpoint {endpoint} contradicts protocol {protocol!r}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(
+                f"endpoint {endpoint} has a path; the Tencent Cloud API is served at the root of "
+                "its host: give http(s)://host[:port] only"
+            )
         endpoint, protocol = parts.netloc, parts.scheme
     protocol = protocol or "https"
     if protocol not in ("http", "https") or not endpoint or "/" in endpoint:

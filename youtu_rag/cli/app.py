@@ -2,8 +2,9 @@
 
 Failures a user can cause (server down, unknown collection, model mismatch, no network for the
 hub) end in one red line and exit 1, never a traceback. ``index`` exits 3 when it had to skip
-files and 130 when stopped by Ctrl-C. Text from documents, paths and messages is printed as it
-is: no rich markup, emoji codes or highlighting is applied to it.
+files and 130 when stopped by Ctrl-C. Text from documents, paths and messages is printed as
+text: no rich markup, emoji codes or highlighting is applied to it, and its control characters
+are shown escaped (``\\x1b``); ``--json`` output is exact JSON.
 
 Nothing here imports torch, transformers, chromadb or Ray: each command imports what it needs
 when it runs, so ``--help`` is instant.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -28,10 +30,35 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+#: Control characters a document, a file name or a message may carry: C0 and C1 codes (ESC
+#: starts terminal sequences that clear the screen or set the title) and the bidirectional
+#: overrides that reorder what is shown. Newlines and tabs are layout, and stay.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character shown as its escape (``\\x1b``), so nothing read
+    from a document, a path or a server can drive the terminal."""
+    return _CONTROLS.sub(lambda match: ascii(match.group())[1:-1], text)
+
+
+class TerminalConsole(Console):
+    """A console whose printed strings have their control characters escaped
+    (:func:`escape_controls`); ``--json`` output does not go through it and stays exact."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        """Print as rich does, with control characters of string arguments escaped."""
+        super().print(
+            *(escape_controls(item) if isinstance(item, str) else item for item in objects),
+            **options,
+        )
+
+
 #: Everything printed is literal text: "[...]" in a passage or a path is not markup, and
 #: ":x:" is not an emoji.
-console = Console(markup=False, highlight=False, soft_wrap=True, emoji=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+console = TerminalConsole(markup=False, highlight=False, soft_wrap=True, emoji=False)
+err_console = TerminalConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 R = TypeVar("R")
 

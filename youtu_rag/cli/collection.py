@@ -19,7 +19,13 @@ from youtu_rag.cli.app import (
     handle_errors,
 )
 from youtu_rag.cli.options import JsonOption, KOption, ModelOptions, StoreOptions
-from youtu_rag.cli.resources import connect_store, one_line, open_store, stop_on_ctrl_c
+from youtu_rag.cli.resources import (
+    check_one_index,
+    connect_store,
+    one_line,
+    open_store,
+    stop_on_ctrl_c,
+)
 
 if TYPE_CHECKING:
     from youtu_rag.index.ingest import IngestReport
@@ -99,6 +105,7 @@ def index(
         from youtu_rag.backends.protocol import is_remote
 
         model = model_options.model
+        check_one_index(store_options)
         if is_remote(model):
             raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")
         report = _index_on_ray(

@@ -77,9 +77,21 @@ def open_store(store: StoreOptions, model: ModelOptions, *, create: bool) -> Chr
     return ChromaStore(load_embedder(model), client, store.collection, create=create)
 
 
+def check_one_index(store: StoreOptions) -> None:
+    """--url and a --persist-dir other than the default name two indexes: refuse rather than
+    silently use one."""
+    from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR
+
+    if store.url and store.persist_dir != DEFAULT_PERSIST_DIR:
+        raise ValueError(
+            f"--url {store.url} and --persist-dir {store.persist_dir} name two indexes; give one"
+        )
+
+
 def connect_store(store: StoreOptions, *, create: bool) -> Any:
     from youtu_rag.index.store import connect
 
+    check_one_index(store)
     return connect(None if store.url else store.persist_dir, store.url, create=create)
 
 

@@ -74,6 +74,12 @@ def serve(
         float,
         typer.Option("--request-timeout", min=0.001, help="Seconds before a request gets 503."),
     ] = 60.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", min=0.001, help="Seconds a client has to send its request body."
+        ),
+    ] = 30.0,
     auto_truncate: Annotated[
         bool,
         typer.Option(
@@ -148,6 +154,7 @@ def serve(
             max_text_chars=max_text_chars,
             max_body_bytes=max_body_bytes,
             request_timeout_s=request_timeout,
+            body_timeout_s=body_timeout,
             max_queued_texts=max_queued_texts,
             auto_truncate=auto_truncate,
         ),

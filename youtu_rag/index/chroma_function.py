@@ -19,9 +19,11 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import torch
+from chromadb.api.models.CollectionCommon import CollectionCommon
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
@@ -29,6 +31,8 @@ from youtu_rag.backends.http import HttpEmbedder
 from youtu_rag.backends.protocol import TextEmbedder, is_remote
 from youtu_rag.backends.settings import EmbedderSettings
 from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
+from youtu_rag.index.destinations import check_destination
+from youtu_rag.index.fingerprint import MODEL_KEY, differences, fingerprint, records_fingerprint
 from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.model.loading import resolve_device
 from youtu_rag.model.profiles import YOUTU_EMBEDDING, get_profile
@@ -87,21 +91,36 @@ def check_stored_config(
     )
 
 
-def _collection_being_loaded() -> str | None:
-    """The name of the Chroma collection whose stored config is being rebuilt, if any.
+#: Config keys that change how vectors are computed, not what they are.
+_RUN_OPTIONS = frozenset(
+    {"device", "dtype", "batch_size", "max_batch_tokens", "concurrency", "max_retries", "timeout"}
+)
 
-    Chroma calls :meth:`YoutuEmbeddingFunction.build_from_config` with the config alone, from a
-    method of the collection object; its caller's frames are the only place the name is.
+
+class FingerprintMismatchError(ValueError):
+    """The function embeds differently from the embedder the collection records."""
+
+
+def _calling_collection() -> CollectionCommon[Any] | None:
+    """The Chroma collection on whose behalf the function is rebuilt or called, if any.
+
+    Chroma calls :meth:`YoutuEmbeddingFunction.build_from_config` with the config alone, and
+    the function with the texts alone, from a method of the collection object; its caller's
+    frames are the only place the collection is.
     """
-    from chromadb.api.models.CollectionCommon import CollectionCommon
-
     frame = sys._getframe(1)
     while frame is not None:
         owner = frame.f_locals.get("self")
         if isinstance(owner, CollectionCommon):
-            return str(owner.name)
+            return owner
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+def _collection_being_loaded() -> str | None:
+    """The name of the Chroma collection whose stored config is being rebuilt, if any."""
+    collection = _calling_collection()
+    return None if collection is None else str(collection.name)
 
 
 def _available(device: str) -> bool:
@@ -185,16 +204,69 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             TypeError: a text is not a string (the message names its index).
             ValueError: a text is empty or whitespace only.
         """
+        self._check_collection(_calling_collection())
         return list(self.embedder.encode_documents(input))
 
     def embed_query(self, input: Documents) -> Embeddings:
         """``__call__`` for search queries: the query instruction instead of the document one."""
+        self._check_collection(_calling_collection())
         return list(self.embedder.encode_queries(input))
+
+    def _check_collection(self, collection: CollectionCommon[Any] | None) -> None:
+        """Refuse to embed for a collection that records another embedder.
+
+        Chroma 1.5 compares only :meth:`name` when ``get_collection(name, embedding_function=f)``
+        is given a function, so a function with another pooling, prefix, model or backend
+        would query and write the collection silently; this is the check ``ChromaStore`` makes.
+        A collection with no youtu-rag fingerprint is the caller's own business.
+        """
+        if collection is None:
+            return
+        recorded = dict(collection.metadata or {})
+        embedder = self.embedder
+        if not records_fingerprint(recorded) or not isinstance(
+            embedder, YoutuEmbedder | TencentCloudEmbedder
+        ):
+            return
+        different = differences(recorded, fingerprint(embedder))
+        if different:
+            raise FingerprintMismatchError(
+                f"collection {collection.name!r} was built with model "
+                f"{recorded.get(MODEL_KEY)!r} and this embedding function differs (index vs "
+                f"function: {'; '.join(different)}); refused: pass a function with the "
+                "collection's settings, or none to use the stored one"
+            )
 
     @staticmethod
     def name() -> str:
         """The name Chroma stores with a collection to find this class again."""
         return "youtu_rag"
+
+    def validate_config_update(
+        self, old_config: dict[str, Any], new_config: dict[str, Any]
+    ) -> None:
+        """Refuse, on ``collection.modify``, a function that would embed differently: only how
+        the vectors are computed (device, batching, timeouts) may change, not what they are.
+
+        Raises:
+            FingerprintMismatchError: a setting that shapes the vectors differs.
+        """
+        changed = sorted(
+            key
+            for key in {*old_config, *new_config}
+            if key not in _RUN_OPTIONS and old_config.get(key) != new_config.get(key)
+        )
+        if changed:
+            raise FingerprintMismatchError(
+                f"the new embedding function differs in {', '.join(changed)}: its vectors would "
+                "not match the collection's; index into another collection"
+            )
+
+    def is_legacy(self) -> bool:
+        """Never: Chroma's own test rebuilds the function from its config, which a config with a
+        destination the process has not allowed refuses, and a "legacy" function would lose its
+        space and config on a new collection."""
+        return False
 
     def default_space(self) -> Space:
         """``cosine``: the vectors are unit length, so cosine ranks as inner product does and
@@ -238,7 +310,10 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def build_from_config(
-        config: dict[str, Any], *, trust_remote_code: bool = False
+        config: dict[str, Any],
+        *,
+        trust_remote_code: bool = False,
+        allowed_destinations: Iterable[str] = (),
     ) -> YoutuEmbeddingFunction:
         """Rebuild from :meth:`get_config`; the model loads on first use, from the shared cache.
 
@@ -252,9 +327,16 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         remote code itself. Without that, the model is loaded with ``trust_remote_code=False``
         whatever its profile says.
 
+        A config that sends texts somewhere (a ``base_url``, a Tencent Cloud endpoint other than
+        the public one, or another region) raises
+        :class:`~youtu_rag.index.destinations.DestinationRefusedError` unless that URL is in
+        ``allowed_destinations`` or :data:`~youtu_rag.index.destinations.ALLOWED_DESTINATIONS_ENV`;
+        credentials go only over https or to an allowed loopback address.
+
         Args:
             config: a stored :meth:`get_config`.
             trust_remote_code: allow a config that loads its model with remote code.
+            allowed_destinations: URLs the stored config may send texts to.
 
         Returns:
             The function.
@@ -263,13 +345,12 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             pydantic.ValidationError: the config holds an unknown or invalid option.
             OSError: the model cannot be found here.
             RemoteCodeRefusedError: the config asks for remote code without consent.
+            DestinationRefusedError: the config sends texts where the caller did not allow.
         """
+        collection = _collection_being_loaded()
+        check_destination(config, collection=collection, allowed=allowed_destinations)
         if wants_remote_code(config):
-            check_stored_config(
-                config,
-                collection=_collection_being_loaded(),
-                trust_remote_code=trust_remote_code,
-            )
+            check_stored_config(config, collection=collection, trust_remote_code=trust_remote_code)
         options = dict(config)
         if "base_url" not in options and not is_remote(str(options.get("model_name_or_path"))):
             options["trust_remote_code"] = wants_remote_code(config)

@@ -31,6 +31,7 @@ This is the only module that imports Ray (the ``ray`` extra).
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -52,10 +53,13 @@ from youtu_rag.backends.protocol import describe_model
 from youtu_rag.index.ingest import (
     DEFAULT_BATCH_SIZE,
     IngestReport,
-    find_files,
+    Skipped,
     make_splitters,
     plan_file,
+    plan_run,
     prune_gone,
+    source_name,
+    unreadable_reason,
 )
 from youtu_rag.index.store import (
     DEFAULT_COLLECTION,
@@ -87,6 +91,7 @@ _PLAN_SCHEMA = pa.schema(
         ("chunks", pa.list_(pa.int64())),
         ("stale", pa.list_(pa.string())),
         ("new", pa.int64()),
+        ("reason", pa.string()),
     ]
 )
 
@@ -263,9 +268,12 @@ def _plan_files(
     records = open_records(url=url, collection=collection)
     rows = []
     for given in batch.column("path").to_pylist():
-        path = Path(given).resolve()
-        plan = plan_file(path, splitters, records.ids_where({"source": str(path)}))
-        status = "empty" if plan.empty else "unchanged" if plan.unchanged else "changed"
+        path = Path(os.fsdecode(given))  # bytes: a name need not be valid UTF-8
+        plan = plan_file(path, splitters, records.ids_where({"source": source_name(path)}))
+        if plan.unreadable is not None:
+            status = "skipped"
+        else:
+            status = "empty" if plan.empty else "unchanged" if plan.unchanged else "changed"
         rows.append(
             {
                 "source": plan.source,
@@ -275,6 +283,7 @@ def _plan_files(
                 "chunks": plan.new,
                 "stale": plan.stale,
                 "new": len(plan.new),
+                "reason": plan.unreadable,
             }
         )
     return pa.Table.from_pylist(rows, schema=_PLAN_SCHEMA)
@@ -330,14 +339,17 @@ def index_with_ray(
     if num_gpus == 0 and embedder_options.get("device") is None:
         embedder_options["device"] = "cpu"
     cpus = 1 if num_gpus > 0 else cpus_per_actor(concurrency)
+    skipped: list[Skipped] = []
 
     with _original_errors():
         if roots is None:
             assert isinstance(paths_or_dataset, Dataset)
             files = paths_or_dataset
         else:
-            listed = ray.get(ray.remote(find_files).remote([str(root) for root in roots]))
-            files = ray.data.from_items([{"path": str(path)} for path in listed])
+            # The same walk as a local run: the same files, links and reasons.
+            planned = ray.get(ray.remote(plan_run).remote([str(root) for root in roots]))
+            skipped.extend(planned.skipped)
+            files = ray.data.from_items([{"path": os.fsencode(path)} for path in planned.files])
         prepare = ray.remote(num_cpus=cpus, num_gpus=num_gpus)(_prepare)
         splitters = ray.get(
             prepare.remote(url, collection, model, chunk_size, chunk_overlap, embedder_options)
@@ -353,17 +365,23 @@ def index_with_ray(
         statuses: Counter[str] = Counter()
         sources: set[str] = set()
         stale: list[str] = []
+        unreadable: list[Skipped] = []
         new = 0
-        for row in plans.select_columns(["source", "status", "stale", "new"]).iter_rows():
+        columns = ["source", "status", "stale", "new", "reason"]
+        for row in plans.select_columns(columns).iter_rows():
             statuses[row["status"]] += 1
             sources.add(row["source"])
             stale.extend(row["stale"])
             new += row["new"]
+            if row["status"] == "skipped":
+                reason = unreadable_reason(row["reason"], len(row["stale"]))
+                unreadable.append(Skipped(row["source"], reason))
         report = IngestReport(
             files=len(sources),
             changed=statuses["changed"],
             unchanged=statuses["unchanged"],
             empty=statuses["empty"],
+            skipped=[*skipped, *sorted(unreadable, key=lambda entry: entry.path)],
         )
         logger.info(
             "planned %d files: %d new or changed (%d chunks to embed), %d unchanged, %d empty",

@@ -6,8 +6,9 @@ already indexed and embeds only what changed. Chunks are embedded and written in
 as they are produced, across and within files, so memory does not grow with a file's size and
 every batch written survives whatever happens next. A changed file's stale chunks are deleted only
 after all its new chunks are written: a run stopped at any point loses nothing, and the next run
-finishes the job. A file that cannot be read, decoded or parsed is skipped and reported; the run
-goes on.
+finishes the job. A file that cannot be read, decoded or parsed is skipped and reported, and
+leaves nothing behind: no chunk of a read that failed part-way is kept, and the chunks of its
+earlier, readable version are removed (the report says how many); the run goes on.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "TEXT_SUFFIXES",
     "FilePlan",
     "IngestReport",
+    "RunPlan",
     "Skipped",
     "chunk_id",
     "chunk_limit",
@@ -58,9 +60,11 @@ __all__ = [
     "make_splitter",
     "make_splitters",
     "plan_file",
+    "plan_run",
     "prune_gone",
     "read_text",
     "source_name",
+    "unreadable_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,6 +110,24 @@ class IngestReport:
     """Files that could not be read, decoded or parsed, and links that were not followed."""
     interrupted: bool = False
     """The run was stopped on request; what it wrote is kept and a re-run continues."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run reads and what it reports skipped before reading anything; the local and
+    the Ray run both start from :func:`plan_run`, so they skip the same things for the same
+    reasons."""
+
+    files: list[Path]
+    skipped: list[Skipped]
+    roots: list[Path]
+
+
+def plan_run(paths: Iterable[str | Path]) -> RunPlan:
+    """The files to read under ``paths`` and the links and entries left out (with reasons)."""
+    found = walk_files(paths)
+    skipped = [Skipped(source_name(path), reason) for path, reason in found.skipped]
+    return RunPlan(found.files, skipped, found.roots)
 
 
 def find_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -236,11 +258,11 @@ def ingest(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    found = walk_files(paths)
+    found = plan_run(paths)
     splitters = make_splitters(store.embedder, chunk_size, chunk_overlap)
     report = IngestReport(files=len(found.files))
-    for path, reason in found.skipped:
-        _skip(report, source_name(path), reason)
+    for entry in found.skipped:
+        _skip(report, entry.path, entry.reason)
     sizes = {path: _size(path) for path in found.files}
     with tqdm(
         total=sum(sizes.values()),
@@ -275,6 +297,18 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def unreadable_reason(reason: str, removed: int) -> str:
+    """The report line of a file skipped as unreadable, saying what became of its chunks.
+
+    A skipped file leaves nothing behind: whatever part of it was read is not kept, and the
+    chunks of an earlier, readable version are removed rather than kept stale (searching for
+    text the file no longer holds, or half of it, finds what is not there).
+    """
+    if not removed:
+        return reason
+    return f"{reason}; its {removed} indexed chunk{'s were' if removed != 1 else ' was'} removed"
 
 
 def _skip(report: IngestReport, source: str, reason: str) -> None:
@@ -327,6 +361,14 @@ class _Writer:
         self.pending.append(chunk)
         if len(self.pending) >= self.batch_size:
             self.flush()
+
+    def forget(self, source: str) -> int:
+        """Drop every chunk of ``source``: the ones queued and the ones stored, from earlier
+        runs or from this read before it failed. Returns how many stored ones were removed."""
+        self.pending = [chunk for chunk in self.pending if chunk.source != source]
+        removed = self.store.delete(self.store.ids_where({"source": source}))
+        self.report.chunks_deleted += removed
+        return removed
 
     def finish_file(self, stale: Iterable[str]) -> None:
         """A file's chunks are all queued: its stale ids go once they are written."""
@@ -394,7 +436,7 @@ def _index_file(writer: _Writer, path: Path, size: int, splitter: TextSplitter) 
         # The last lookup reaches past the end: chunks beyond the file's new length are stale.
         new += _queue_new(writer, source, batch, stale, start=index - len(batch), last=True)
     except UnreadableFileError as error:
-        _skip(report, source, str(error))
+        _skip(report, source, unreadable_reason(str(error), writer.forget(source)))
         writer.advance(budget)
         return
     if writer.stopped:
@@ -469,6 +511,8 @@ class FilePlan:
     """Positions of the chunks not indexed yet."""
     stale: list[str]
     """Ids indexed for this file that it no longer has: deleted once the new ones are written."""
+    unreadable: str | None = None
+    """Why the file was skipped (then every id indexed for it is stale), None if it was read."""
 
     @property
     def empty(self) -> bool:
@@ -481,16 +525,19 @@ class FilePlan:
 
 def plan_file(path: Path, splitters: Mapping[bool, TextSplitter], existing: set[str]) -> FilePlan:
     """Read and chunk ``path`` segment by segment, as :func:`ingest` does, so both give the same
-    ids; compare them with ``existing``, the ids indexed for it. Raises
-    :class:`~youtu_rag.index.reading.UnreadableFileError` for a file :func:`ingest` would skip."""
+    ids; compare them with ``existing``, the ids indexed for it. A file :func:`ingest` would
+    skip as unreadable gets a plan with the reason and every existing id stale, as there."""
     source = source_name(path)
     splitter = splitters[path.suffix.lower() in MARKDOWN_SUFFIXES]
-    chunks = [
-        text
-        for segment in open_segments(path)
-        for text in splitter.split_text(segment)
-        if text.strip()
-    ]
+    try:
+        chunks = [
+            text
+            for segment in open_segments(path)
+            for text in splitter.split_text(segment)
+            if text.strip()
+        ]
+    except UnreadableFileError as error:
+        return FilePlan(source, [], [], [], sorted(existing), unreadable=str(error))
     ids = [chunk_id(source, index, chunk) for index, chunk in enumerate(chunks)]
     new = [index for index, id_ in enumerate(ids) if id_ not in existing]
     return FilePlan(source, chunks, ids, new, sorted(existing.difference(ids)))

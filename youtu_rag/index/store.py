@@ -29,10 +29,22 @@ from chromadb.api.types import Embeddable, EmbeddingFunction, Include
 from chromadb.errors import AuthorizationError, ChromaAuthError, NotFoundError
 from chromadb.utils.batch_utils import create_batches
 
-from youtu_rag.backends.protocol import Embedder
+from youtu_rag.backends.protocol import Embedder, is_remote
 from youtu_rag.index.chroma_function import YoutuEmbeddingFunction, check_stored_config
 from youtu_rag.index.defaults import DEFAULT_COLLECTION as DEFAULT_COLLECTION
 from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR as DEFAULT_PERSIST_DIR
+from youtu_rag.index.destinations import check_destination, stored_destination
+from youtu_rag.index.fingerprint import (
+    DIMENSION_KEY,
+    DOCUMENT_PREFIX_KEY,
+    MODEL_KEY,
+    POOLING_KEY,
+    QUERY_PREFIX_KEY,
+    differences,
+    records_fingerprint,
+)
+from youtu_rag.index.fingerprint import fingerprint as fingerprint
+from youtu_rag.index.fingerprint import recorded_backend as _recorded_backend
 from youtu_rag.model.embedder import YoutuEmbedder, validate_texts
 from youtu_rag.model.resolution import ResolvedModel
 
@@ -42,14 +54,6 @@ logger = logging.getLogger(__name__)
 #: as ``Authorization: Bearer <token>``.
 TOKEN_ENV = "YOUTU_RAG_CHROMA_TOKEN"
 
-# Collection metadata keys of the embedder fingerprint.
-BACKEND_KEY = "youtu_rag:backend"  # absent from collections made before it: "local"
-MODEL_KEY = "youtu_rag:model"
-DIMENSION_KEY = "youtu_rag:dimension"
-QUERY_PREFIX_KEY = "youtu_rag:query_prefix"
-DOCUMENT_PREFIX_KEY = "youtu_rag:document_prefix"
-POOLING_KEY = "youtu_rag:pooling"
-FINGERPRINT_KEYS = (MODEL_KEY, DIMENSION_KEY, QUERY_PREFIX_KEY, DOCUMENT_PREFIX_KEY, POOLING_KEY)
 _PAGE = 1000  # records per `get` when listing a whole collection
 
 
@@ -115,33 +119,6 @@ class CollectionInfo:
         """The JSON shape of ``youtu-rag info --json``: the name under ``collection``."""
         fields = asdict(self)
         return {"collection": fields.pop("name"), **fields}
-
-
-def fingerprint(embedder: Embedder) -> dict[str, str | int]:
-    """Everything about an embedder that decides whether two vectors are comparable.
-
-    Args:
-        embedder: the embedder, local or remote.
-
-    Returns:
-        Collection metadata: backend, model, dimension, both prefixes and the pooling.
-    """
-    return {
-        BACKEND_KEY: embedder.backend,
-        MODEL_KEY: embedder.model_name,
-        DIMENSION_KEY: embedder.dimension,
-        QUERY_PREFIX_KEY: embedder.query_prefix,
-        DOCUMENT_PREFIX_KEY: embedder.document_prefix,
-        POOLING_KEY: _recorded_pooling(embedder),
-    }
-
-
-def _recorded_pooling(embedder: Embedder) -> str:
-    # Mean pooling (and an API's own) keeps the value collections made before pooling modes
-    # existed record.
-    if not isinstance(embedder, YoutuEmbedder) or embedder.pooling_mode == "mean":
-        return embedder.pooling
-    return f"{embedder.pooling_mode} of {embedder.pooling}"
 
 
 def connect(
@@ -311,24 +288,40 @@ def check_model(info: CollectionInfo, model: ResolvedModel) -> None:
             f"use --model {info.model} or another --collection"
         )
     check_stored_function(
-        info.name, info.embedding_function, model_name, trust_remote_code=trust_remote_code
+        info.name,
+        info.embedding_function,
+        model_name,
+        trust_remote_code=trust_remote_code,
+        # A local model sends texts nowhere; a remote one's destination is checked once it is
+        # built (ChromaStore), from its own settings.
+        own_config=None if is_remote(model_name) else {"model_name_or_path": model_name},
     )
 
 
 def check_stored_function(
-    collection: str, stored: object, model_name: str, *, trust_remote_code: bool = False
+    collection: str,
+    stored: object,
+    model_name: str,
+    *,
+    trust_remote_code: bool = False,
+    own_config: Mapping[str, Any] | None = None,
 ) -> None:
     """Refuse a stored youtu_rag embedding-function config that asks for remote code the process
-    did not agree to, or that loads another model than ``model_name``.
+    did not agree to, that loads another model than ``model_name``, or (given ``own_config``,
+    the caller's own function config) that sends texts to a destination other than the
+    caller's own which the caller did not allow.
 
     Chroma rebuilds that config on every write and on every plain-Chroma query, so a config
-    planted by whoever can write to the database would otherwise decide what code runs here.
+    planted by whoever can write to the database would otherwise decide what code runs here
+    and where texts go.
     """
     if not isinstance(stored, Mapping) or stored.get("name") != YoutuEmbeddingFunction.name():
         return
     config = stored.get("config")
     if not isinstance(config, Mapping):
         return
+    if own_config is not None and stored_destination(config) != stored_destination(own_config):
+        check_destination(config, collection=collection)
     stored_model = config.get("model_name_or_path")
     check_stored_config(
         dict(config),
@@ -343,15 +336,16 @@ def check_stored_function(
         )
 
 
+def _own_config(embedder: Embedder) -> dict[str, Any]:
+    """The function config of the caller's own embedder; empty for one no config describes."""
+    try:
+        return YoutuEmbeddingFunction.from_embedder(embedder).get_config()
+    except TypeError:
+        return {}
+
+
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
-
-
-def _recorded_backend(metadata: Mapping[str, Any]) -> str | None:
-    """The backend a collection records; one made before backends were recorded is local."""
-    if BACKEND_KEY in metadata or MODEL_KEY not in metadata:
-        return _str_or_none(metadata.get(BACKEND_KEY))
-    return "local"
 
 
 def _as_chroma(function: YoutuEmbeddingFunction) -> EmbeddingFunction[Embeddable]:
@@ -583,21 +577,16 @@ class ChromaStore(ChromaRecords):
                 "index into another --collection"
             )
         recorded = dict(self.collection.metadata or {})
-        recorded[BACKEND_KEY] = _recorded_backend(recorded)
-        if not any(key in recorded for key in FINGERPRINT_KEYS):
+        if not records_fingerprint(recorded):
             raise ModelMismatchError(
                 f"collection {self.name!r} was not made by youtu-rag (it records no embedding "
                 "model); index into another --collection"
             )
-        differences = [
-            f"{key.removeprefix('youtu_rag:')} {recorded.get(key)!r} vs {value!r}"
-            for key, value in expected.items()
-            if recorded.get(key) != value
-        ]
-        if differences:
+        different = differences(recorded, expected)
+        if different:
             raise ModelMismatchError(
                 f"collection {self.name!r} was built with model {recorded.get(MODEL_KEY)!r}, "
-                f"not {expected[MODEL_KEY]!r} (index vs embedder: {'; '.join(differences)}); "
+                f"not {expected[MODEL_KEY]!r} (index vs embedder: {'; '.join(different)}); "
                 f"use --model {recorded.get(MODEL_KEY)} or another --collection"
             )
         embedder = self.embedder
@@ -607,6 +596,7 @@ class ChromaStore(ChromaRecords):
             embedder.model_name,
             trust_remote_code=isinstance(embedder, YoutuEmbedder)
             and embedder.profile.trust_remote_code,
+            own_config=_own_config(embedder),
         )
 
     def upsert(

@@ -11,12 +11,16 @@ is anything that is not a regular file (a FIFO would block the run forever).
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from youtu_rag.index.reading import SUPPORTED_SUFFIXES
+
+# The lone surrogates a name's undecodable bytes become under "surrogateescape".
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 @dataclass
@@ -31,13 +35,33 @@ class Found:
     """The given folders and files, resolved."""
 
 
-def source_name(path: Path) -> str:
-    """``path`` as the text stored in the index and printed to the user.
+def source_name(path: str | os.PathLike[str]) -> str:
+    """``path`` as the text stored in the index and printed to the user: one per file.
 
     A file name that is not valid UTF-8 (any bytes are allowed on Linux) shows its odd bytes as
-    ``\\xNN``: the result always encodes, so Chroma can store and filter on it.
+    ``\\xNN``, so the result always encodes and Chroma can store and filter on it; a backslash
+    in the name is doubled, so the escape is reversible (:func:`source_path`) and a file
+    literally named ``bad\\xff.md`` (``bad\\\\xff.md``) is not the one whose name holds the
+    byte 0xFF. A path that is valid UTF-8 and has no backslash is its own source.
     """
-    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+    text = os.fsencode(path).decode("utf-8", errors="surrogateescape")
+    if "\\" not in text and not _UNDECODED.search(text):
+        return text
+    return _UNDECODED.sub(
+        lambda match: f"\\x{ord(match.group()) - 0xDC00:02x}", text.replace("\\", "\\\\")
+    )
+
+
+def source_path(source: str) -> Path:
+    """The path a :func:`source_name` names (its inverse)."""
+    if "\\" not in source:
+        return Path(source)
+    raw = re.sub(
+        rb"\\(\\|x([0-9a-f]{2}))",
+        lambda match: bytes([int(match.group(2), 16)]) if match.group(2) else b"\\",
+        source.encode("utf-8"),
+    )
+    return Path(os.fsdecode(raw))
 
 
 def find_files(paths: Iterable[str | os.PathLike[str]]) -> Found:

@@ -24,6 +24,8 @@ import contextlib
 import copy
 import hmac
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,17 +39,28 @@ import uvicorn
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from youtu_rag.model.embedder import YoutuEmbedder, count_tokens, validate_texts
+from youtu_rag.model.embedder import TokenCounts, YoutuEmbedder, count_tokens, validate_texts
 from youtu_rag.serve.batching import Batcher, Job, QueueFullError, ShuttingDownError
 from youtu_rag.serve.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 
 InputType = Literal["query", "document"]
+
+#: More characters than any token of a real tokenizer covers (BERT's WordPiece caps a word at
+#: 100 characters and splits it into pieces; BPE tokens are a few bytes): a text longer than
+#: ``max_length * CHARS_PER_TOKEN`` has more tokens than the model takes, so it is refused (or,
+#: with auto-truncate, cut to that many characters) before anything tokenizes it.
+CHARS_PER_TOKEN = 32
+#: Texts and characters tokenized in one go on the counting thread: a large request is counted
+#: in slices, and other requests' slices run in between, so none waits for a whole large one.
+_COUNT_SLICE_TEXTS = 64
+_COUNT_SLICE_CHARS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ class ServerLimits:
     max_queued_texts: int = 65_536
     #: Cut texts longer than the model's limit instead of refusing them (the core's default).
     auto_truncate: bool = False
+    #: Seconds a client has to send its whole request body (a stalled upload is answered 408).
+    body_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_texts_per_request > self.max_queued_texts:
@@ -71,8 +86,8 @@ class ServerLimits:
         for name in ("max_texts_per_request", "max_text_chars", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.request_timeout_s <= 0:
-            raise ValueError("request_timeout_s must be positive")
+        if self.request_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ValueError("request_timeout_s and body_timeout_s must be positive")
 
 
 @dataclass(frozen=True)
@@ -154,12 +169,15 @@ class EmbeddingService:
         self.load_error: BaseException | None = None
         self.embedder: YoutuEmbedder | None = None
         self.batcher: Batcher | None = None
-        self._api_key = None if api_key is None else api_key.encode()
+        # Stripped like the presented token: a key read from a file or the environment often ends
+        # in a newline.
+        self._api_key = None if api_key is None else api_key.strip().encode()
         self._counting_tokenizer: Any = None
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="youtu-rag-model")
         self._counting_thread = ThreadPoolExecutor(1, thread_name_prefix="youtu-rag-tokens")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
+        self._stopping = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -219,6 +237,7 @@ class EmbeddingService:
 
     def _drain(self) -> None:
         self._draining = True
+        self._stopping.set()
         if self.batcher is not None:
             self.batcher.drain()
 
@@ -272,20 +291,15 @@ class EmbeddingService:
         assert self.batcher is not None
         body = await self._read_body(request)
         try:
-            parsed = EmbeddingRequest.model_validate_json(body)
+            # Off the event loop: a 16 MB body takes a while to parse.
+            parsed = await asyncio.to_thread(EmbeddingRequest.model_validate_json, body)
         except ValidationError as error:
             raise _validation_error(error) from None
+        del body
         input_type = self._input_type(parsed, embedder.model_name)
-        texts = self._texts(parsed)
+        texts = self._within_model_length(self._texts(parsed), embedder.max_length)
         prefix = embedder.query_prefix if input_type == "query" else embedder.document_prefix
-        counts = await asyncio.get_running_loop().run_in_executor(
-            self._counting_thread,
-            count_tokens,
-            self._counting_tokenizer,
-            texts,
-            prefix,
-            embedder.max_length,
-        )
+        counts = await self._count(texts, prefix, embedder.max_length)
         if counts.truncated and not self.limits.auto_truncate:
             raise ApiError(
                 400,
@@ -315,6 +329,43 @@ class EmbeddingService:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+    async def _count(self, texts: list[str], prefix: str, max_length: int) -> TokenCounts:
+        """Token counts, computed on the counting thread one slice at a time: a slice of every
+        request in flight runs in turn, so a small request waits for a few slices, never for a
+        whole large request."""
+        loop = asyncio.get_running_loop()
+        lengths: list[int] = []
+        truncated: list[int] = []
+        for start, stop in _slices(texts):
+            part = await loop.run_in_executor(
+                self._counting_thread,
+                count_tokens,
+                self._counting_tokenizer,
+                texts[start:stop],
+                prefix,
+                max_length,
+            )
+            lengths.extend(part.lengths)
+            truncated.extend(start + index for index in part.truncated)
+        return TokenCounts(lengths=lengths, truncated=truncated)
+
+    def _within_model_length(self, texts: list[str], max_length: int) -> list[str]:
+        """The cheap check before any tokenizing: a text of more than ``max_length *``
+        :data:`CHARS_PER_TOKEN` characters cannot fit the model; refuse it, or with
+        auto-truncate cut it to that many characters (the tokenizer then cuts it at the
+        model's limit as before)."""
+        most = max_length * CHARS_PER_TOKEN
+        for index, text in enumerate(texts):
+            if len(text) > most and not self.limits.auto_truncate:
+                raise ApiError(
+                    400,
+                    f"text at index {index} has {len(text)} characters, more than the model's "
+                    f"{max_length} tokens can hold; split it, or start the server with "
+                    "--auto-truncate to cut it",
+                    "context_length_exceeded",
+                )
+        return [text[:most] for text in texts]
 
     # --- request checks --------------------------------------------------------------------
 
@@ -351,16 +402,45 @@ class EmbeddingService:
         return self.embedder
 
     async def _read_body(self, request: Request) -> bytes:
+        """The body, within its size limit and :attr:`ServerLimits.body_timeout_s`; a stop
+        signal ends the wait at once (503), so a stalled upload never holds the shutdown."""
         limit = self.limits.max_body_bytes
         too_large = ApiError(413, f"the request body exceeds {limit} bytes", "request_too_large")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise too_large
         body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise too_large
+
+        async def read() -> None:
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise too_large
+
+        reading = asyncio.ensure_future(read())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait(
+                (reading, stopping),
+                timeout=self.limits.body_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopping.cancel()
+            if not reading.done():
+                reading.cancel()
+        if reading not in done:
+            if stopping in done:
+                raise self._not_ready()
+            raise ApiError(
+                408,
+                f"the request body did not arrive within {self.limits.body_timeout_s:g} s",
+                "request_timeout",
+            )
+        try:
+            reading.result()
+        except ClientDisconnect:
+            raise ApiError(400, "the client went away", "client_disconnected") from None
         return bytes(body)
 
     def _input_type(self, parsed: EmbeddingRequest, served: str) -> InputType:
@@ -445,6 +525,23 @@ class EmbeddingService:
             ) from error
 
 
+def _slices(texts: list[str]) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive slices of at most :data:`_COUNT_SLICE_TEXTS` texts and,
+    unless one text alone is longer, :data:`_COUNT_SLICE_CHARS` characters."""
+    slices = []
+    start = chars = 0
+    for index, text in enumerate(texts):
+        if index > start and (
+            index - start >= _COUNT_SLICE_TEXTS or chars + len(text) > _COUNT_SLICE_CHARS
+        ):
+            slices.append((start, index))
+            start, chars = index, 0
+        chars += len(text)
+    if start < len(texts):
+        slices.append((start, len(texts)))
+    return slices
+
+
 def _validation_error(error: ValidationError) -> ApiError:
     """400 for a body that is not JSON (OpenAI's answer), 422 for JSON of the wrong shape."""
     first = error.errors(include_url=False)[0]
@@ -487,6 +584,41 @@ def create_app(service: EmbeddingService) -> Starlette:
     )
 
 
+#: Seconds SIGTERM waits for open requests before the server closes them and exits.
+GRACE_PERIOD_S = 10
+#: Seconds a new connection has to send its request line and headers.
+HEADER_TIMEOUT_S = 10
+#: Seconds an idle keep-alive connection stays open.
+KEEP_ALIVE_S = 5
+
+
+class _HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a header read timeout: a connection that has not sent a
+    whole request head within :data:`HEADER_TIMEOUT_S` is closed (uvicorn only times out idle
+    keep-alive connections, so a client trickling headers would hold a connection forever)."""
+
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_late)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        super().connection_lost(exc)
+
+    def _headers_late(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():
+            self.transport.close()
+
+
 class _DrainingServer(uvicorn.Server):
     """uvicorn's server, telling the queue to flush as soon as a stop signal arrives: uvicorn
     waits for open requests before the app's shutdown, and those requests wait on the queue."""
@@ -503,14 +635,29 @@ class _DrainingServer(uvicorn.Server):
 def serve(service: EmbeddingService, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the server until SIGTERM or Ctrl-C; raise if the model could not be loaded."""
     config = uvicorn.Config(
-        create_app(service), host=host, port=port, access_log=False, lifespan="on"
+        create_app(service),
+        host=host,
+        port=port,
+        access_log=False,
+        lifespan="on",
+        http=_HeaderTimeoutProtocol,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACE_PERIOD_S,
     )
+    # Bound here, not by uvicorn, so a busy port is one error (uvicorn logs it and exits 1
+    # from inside its own loop) before the model loads.
+    try:
+        listening = socket.create_server((host, port))
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
     server = _DrainingServer(config, service)
 
     def stop(error: BaseException) -> None:
         server.should_exit = True
 
     service.on_load_failure = stop
-    server.run()
+    with listening:
+        server.run(sockets=[listening])
     if service.load_error is not None:
         raise RuntimeError(f"cannot load the model: {service.load_error}") from service.load_error

@@ -26,7 +26,7 @@ from tests.conftest import SCIFACT
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
 from youtu_rag.index.distributed import cpus_per_actor, embed_dataset, index_with_ray
-from youtu_rag.index.ingest import find_files, make_splitters, plan_file
+from youtu_rag.index.ingest import find_files, make_chunker, plan_file
 from youtu_rag.index.store import connect, open_records
 from youtu_rag.model import loading
 
@@ -309,10 +309,10 @@ def test_a_killed_actor_is_restarted_and_each_chunk_stored_once(
 ) -> None:
     docs = write_corpus(tmp_path / "docs", files=8, paragraphs=30)
     options: dict[str, Any] = {"chunk_size": 120, "chunk_overlap": 0}
-    splitters = make_splitters(minilm, options["chunk_size"], options["chunk_overlap"])
+    chunker = make_chunker(minilm, options["chunk_size"], options["chunk_overlap"])
     expected = {
         id_: (plan.source, index)
-        for plan in (plan_file(path, splitters, set()) for path in find_files([docs]))
+        for plan in (plan_file(path, chunker, set()) for path in find_files([docs]))
         for index, id_ in enumerate(plan.ids)
     }
     records = None

@@ -20,14 +20,14 @@ rules give other chunks, and mixing the two in one index would go unnoticed.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter, TextSplitter
+from transformers import PreTrainedTokenizerBase
 
 from youtu_rag.backends.protocol import Embedder
 from youtu_rag.index.reading import PAGE_BREAK
@@ -278,7 +278,7 @@ def make_chunker(
     chosen = parse_separators(separators)
     patterns = list(SEPARATOR_PRESETS[chosen] if isinstance(chosen, str) else chosen)
     if isinstance(embedder, YoutuEmbedder):
-        length = functools.partial(count_tokens, embedder.backbone.tokenizer)
+        length = TokenLength(embedder.backbone.tokenizer)
         recursive = RecursiveCharacterTextSplitter(
             separators=patterns,
             keep_separator="end",
@@ -297,6 +297,29 @@ def make_chunker(
         )
     rules = ChunkingRules("RecursiveCharacterTextSplitter", size, overlap, unit, chosen)
     return Chunker(recursive, rules)
+
+
+class TokenLength:
+    """Tokens of a text without special tokens, remembering the latest texts measured: the
+    recursive splitter measures every piece twice (to split, then to merge), and tokenizing
+    is most of its time."""
+
+    _REMEMBERED = 1024
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+        self.lengths: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        length = self.lengths.get(text)
+        if length is None:
+            if len(self.lengths) >= self._REMEMBERED:
+                self.lengths.clear()
+            length = self.lengths[text] = count_tokens(self.tokenizer, text)
+        return length
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer, "lengths": {}}
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,22 @@ def test_cli_index_on_ray_equals_local_index(
     assert run("index", *common, "-c", "local", "--prune").exit_code == 0
     assert_same_index(chroma_server, "local", "on_ray")
 
+    # Other chunking rules: refused alike, then re-chunked alike with --rechunk.
+    smaller = [*folders, "--url", chroma_server, "--model", MINILM, "--chunk-size", "24"]
+    cjk = [*smaller, "--chunk-overlap", "0", "--separators", "cjk"]
+    refused = run("index", *cjk, "-c", "on_ray", "--ray")
+    assert refused.exit_code == 1 and "--rechunk" in refused.stderr
+    rechunked = run("index", *cjk, "-c", "on_ray", "--ray", "--rechunk")
+    assert rechunked.exit_code == 0, rechunked.output
+    assert f"Re-chunked 'on_ray' under the new chunking rules: {files - 2} files" in (
+        rechunked.stdout
+    )
+    assert "; 0 chunks written" not in rechunked.stdout
+    assert run("index", *cjk, "-c", "local", "--rechunk").exit_code == 0
+    assert_same_index(chroma_server, "local", "on_ray")
+    again = run("index", *cjk, "-c", "on_ray", "--ray")
+    assert "0 chunks written, 0 removed" in again.stdout
+
 
 def test_cli_ray_errors_are_one_line(ray_address: str, chroma_server: str, tmp_path: Path) -> None:
     no_url = run("index", SAMPLE_DOCS, "--ray", "--model", MINILM)

@@ -173,7 +173,7 @@ def index(
         dropped = report.dropped_files
         console.print(
             f"Re-chunked {store_options.collection!r} under the new chunking rules: "
-            f"{report.files} files chunked anew"
+            f"{report.changed + report.unchanged} files chunked anew"
             + (f", {dropped} files not under PATHS removed (index them again)" if dropped else "")
             + "."
         )

@@ -311,3 +311,22 @@ def test_pdf_chunks_carry_their_page(minilm: YoutuEmbedder, tmp_path: Path) -> N
     assert [(c.text, c.metadata) for c in chunks] == [
         (text, {"page": number}) for number, text in enumerate(pages, start=1)
     ]
+
+
+def test_bench_chunking_compares_with_the_splitter_before(
+    minilm: YoutuEmbedder, tmp_path: Path
+) -> None:
+    from youtu_rag.measure.bench_chunking import bench_chunking
+
+    path = tmp_path / "zh.txt"
+    path.write_text(chinese_corpus(5_000), encoding="utf-8")
+    result = bench_chunking(minilm, path, chunk_size=64, repeats=1)
+    runs = {run["splitter"]: run for run in result["runs"]}
+    text = path.read_text(encoding="utf-8")
+    assert runs["default"]["chunks"] == len(make_chunker(minilm, 64).split_text(text))
+    tokenizer = minilm.backbone.tokenizer
+    before = RecursiveCharacterTextSplitter(
+        chunk_size=64, chunk_overlap=8, length_function=lambda text: len(tokenizer.tokenize(text))
+    )
+    assert runs["before"]["chunks"] == len(before.split_text(text))
+    assert runs["before"]["vs_before"] == 1.0 and runs["default"]["peak_mib"] > 0

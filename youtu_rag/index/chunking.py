@@ -278,7 +278,7 @@ def make_chunker(
     chosen = parse_separators(separators)
     patterns = list(SEPARATOR_PRESETS[chosen] if isinstance(chosen, str) else chosen)
     if isinstance(embedder, YoutuEmbedder):
-        length = TokenLength(embedder.backbone.tokenizer)
+        length = TokenLength(embedder.backbone.tokenizer, remember_up_to=size)
         recursive = RecursiveCharacterTextSplitter(
             separators=patterns,
             keep_separator="end",
@@ -300,26 +300,30 @@ def make_chunker(
 
 
 class TokenLength:
-    """Tokens of a text without special tokens, remembering the latest texts measured: the
-    recursive splitter measures every piece twice (to split, then to merge), and tokenizing
-    is most of its time."""
+    """Tokens of a text without special tokens, remembering the latest pieces measured: the
+    recursive splitter measures every piece that fits a chunk twice (to split, then to merge),
+    and tokenizing is most of its time. Only pieces of at most ``remember_up_to`` tokens are
+    remembered, at most :attr:`REMEMBERED` of them, so memory stays bounded by the chunk size."""
 
-    _REMEMBERED = 1024
+    REMEMBERED = 1024
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, remember_up_to: int) -> None:
         self.tokenizer = tokenizer
+        self.remember_up_to = remember_up_to
         self.lengths: dict[str, int] = {}
 
     def __call__(self, text: str) -> int:
         length = self.lengths.get(text)
         if length is None:
-            if len(self.lengths) >= self._REMEMBERED:
-                self.lengths.clear()
-            length = self.lengths[text] = count_tokens(self.tokenizer, text)
+            length = count_tokens(self.tokenizer, text)
+            if length <= self.remember_up_to:
+                if len(self.lengths) >= self.REMEMBERED:
+                    self.lengths.clear()
+                self.lengths[text] = length
         return length
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"tokenizer": self.tokenizer, "lengths": {}}
+        return {**self.__dict__, "lengths": {}}
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,11 @@ def test_separators_are_a_preset_or_a_list_of_expressions(minilm: YoutuEmbedder)
         parse_separators('["(unclosed"]')
     with pytest.raises(ValueError, match="list of strings"):
         parse_separators('{"a": 1}')
+    with pytest.raises(TypeError, match="index 1"):
+        parse_separators(["(?<=。)", None])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="NoneType"):
+        make_chunker(minilm).split_text(None)  # type: ignore[arg-type]
+    assert make_chunker(minilm).split_text(" \n ") == []
     text = "第一句。第二句。第三句。" * 30
     cut_at_periods = make_chunker(minilm, 20, 0, separators='["(?<=。)"]')
     assert all(chunk.text.endswith("。") for chunk in cut_at_periods.split_text(text))

@@ -189,6 +189,9 @@ def parse_separators(value: str | Sequence[str] | None) -> str | tuple[str, ...]
             ) from None
     else:
         parsed = list(value)
+        for index, item in enumerate(parsed):
+            if not isinstance(item, str):
+                raise TypeError(f"separator at index {index} is {type(item).__name__}, not str")
     if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
         raise ValueError("separators must be a JSON list of strings (regular expressions)")
     for item in parsed:
@@ -335,7 +338,10 @@ class Chunker:
     rules: ChunkingRules
 
     def split_text(self, text: str, kind: DocumentKind = "text") -> list[Chunk]:
-        """The chunks of one whole document (see :meth:`split_segments`)."""
+        """The chunks of one whole document (see :meth:`split_segments`); none for an empty
+        one."""
+        if not isinstance(text, str):
+            raise TypeError(f"text is {type(text).__name__}, not str")
         return list(self.split_segments([text], kind))
 
     def split_segments(

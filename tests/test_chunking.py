@@ -335,3 +335,44 @@ def test_bench_chunking_compares_with_the_splitter_before(
     )
     assert runs["before"]["chunks"] == len(before.split_text(text))
     assert runs["before"]["vs_before"] == 1.0 and runs["default"]["peak_mib"] > 0
+
+
+_TITLES = ["Guide", "Install", "Linux", "指南", "安装", "使用方法", "FAQ 第10节"]
+_BODY = [
+    "Run the installer and restart.",
+    "这一步需要管理员权限，请先确认。",
+    "Model ABC-123 reads 第10句 well!",
+    "很长的段落" * 30 + "。",
+    "Short.",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sections=st.lists(
+        st.tuples(
+            st.integers(1, 4),
+            st.sampled_from(_TITLES),
+            st.lists(st.sampled_from(_BODY), max_size=6),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_any_markdown_keeps_headings_at_the_top_of_chunks(
+    minilm: YoutuEmbedder, sections: list[tuple[int, str, list[str]]]
+) -> None:
+    text = "".join(
+        f"{'#' * level} {title}\n\n" + "".join(f"{body}\n\n" for body in bodies)
+        for level, title, bodies in sections
+    )
+    chunks = make_chunker(minilm, chunk_size=48).split_text(text, "markdown")
+    for number, chunk in enumerate(chunks):
+        lines = [line for line in chunk.text.splitlines() if line.strip()]
+        headings = [i for i, line in enumerate(lines) if HEADING.match(line)]
+        assert headings == list(range(len(headings))), chunk.text  # only at the top
+        if headings and number < len(chunks) - 1:
+            assert len(headings) < len(lines), chunk.text  # never a heading alone
+        if headings:
+            assert chunk.metadata["section"].endswith(lines[headings[-1]].lstrip("#").strip())
+        assert count_tokens(minilm.backbone.tokenizer, chunk.text) <= 48

@@ -116,7 +116,7 @@ class ChunkingRules:
     chunk_size: int
     chunk_overlap: int
     unit: str
-    """``tokens`` (the embedder's own) or ``characters``."""
+    """``tokens`` (the embedder's own), ``characters``, or a given splitter's own units."""
     separators: str | tuple[str, ...] | None = None
     """A preset name, or the regular expressions given; ``None`` for a given splitter."""
     version: str = CHUNKING_VERSION
@@ -262,7 +262,7 @@ def make_chunker(
             splitter=f"{kind.__module__}.{kind.__qualname__}",
             chunk_size=splitter._chunk_size,
             chunk_overlap=splitter._chunk_overlap,
-            unit="given",
+            unit="its own units",
         )
         return Chunker(splitter, rules)
     limit = chunk_limit(embedder)

@@ -170,7 +170,7 @@ def check_chunking(records: ChromaRecords, rules: ChunkingRules, *, rechunk: boo
     if not rechunk:
         before = "no recorded rules (indexed before youtu-rag recorded them)"
         if recorded is not None:
-            before = f"rules {recorded}"
+            before = f"rules {recorded[:300]!r}"  # from the collection: shown, never parsed
         raise ChunkingRulesError(
             f"collection {records.name!r} was chunked under {before}, not {rules.describe()}; "
             "index again with --rechunk to re-chunk every file under these rules"

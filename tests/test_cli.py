@@ -90,7 +90,7 @@ def test_info_json(indexed: tuple[Path, Path]) -> None:
     info = json.loads(result.stdout)
     assert {key: info[key] for key in ("collection", "count", "model", "dimension")} == {
         "collection": "youtu_rag",
-        "count": 5,
+        "count": 7,  # the Markdown files by section: 7 chunks (5 before chunking rules v2)
         "model": MINILM,
         "dimension": 384,
     }
@@ -181,7 +181,8 @@ def test_index_and_search_through_a_server(chroma_server: str) -> None:
     hits = json.loads(run("search", "What is Chroma?", "-k", "1", "--json", *common).stdout)
     assert hits[0]["source"] == str((SAMPLE_DOCS / "chroma.md").resolve())
     info = json.loads(run("info", "--json", "--url", chroma_server, "-c", "cli-server").stdout)
-    assert (info["collection"], info["count"]) == ("cli-server", 5)
+    assert (info["collection"], info["count"]) == ("cli-server", 7)
+    assert hits[0]["metadata"]["section"] == "Chroma"
 
 
 def test_the_installed_command(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from tests.conftest import SCIFACT
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
 from youtu_rag.index.distributed import cpus_per_actor, embed_dataset, index_with_ray
-from youtu_rag.index.ingest import find_files, make_splitters, plan_file
+from youtu_rag.index.ingest import find_files, make_chunker, plan_file
 from youtu_rag.index.store import connect, open_records
 from youtu_rag.model import loading
 
@@ -235,6 +235,22 @@ def test_cli_index_on_ray_equals_local_index(
     assert run("index", *common, "-c", "local", "--prune").exit_code == 0
     assert_same_index(chroma_server, "local", "on_ray")
 
+    # Other chunking rules: refused alike, then re-chunked alike with --rechunk.
+    smaller = [*folders, "--url", chroma_server, "--model", MINILM, "--chunk-size", "24"]
+    cjk = [*smaller, "--chunk-overlap", "0", "--separators", "cjk"]
+    refused = run("index", *cjk, "-c", "on_ray", "--ray")
+    assert refused.exit_code == 1 and "--rechunk" in refused.stderr
+    rechunked = run("index", *cjk, "-c", "on_ray", "--ray", "--rechunk")
+    assert rechunked.exit_code == 0, rechunked.output
+    assert f"Re-chunked 'on_ray' under the new chunking rules: {files - 2} files" in (
+        rechunked.stdout
+    )
+    assert "; 0 chunks written" not in rechunked.stdout
+    assert run("index", *cjk, "-c", "local", "--rechunk").exit_code == 0
+    assert_same_index(chroma_server, "local", "on_ray")
+    again = run("index", *cjk, "-c", "on_ray", "--ray")
+    assert "0 chunks written, 0 removed" in again.stdout
+
 
 def test_cli_ray_errors_are_one_line(ray_address: str, chroma_server: str, tmp_path: Path) -> None:
     no_url = run("index", SAMPLE_DOCS, "--ray", "--model", MINILM)
@@ -309,10 +325,10 @@ def test_a_killed_actor_is_restarted_and_each_chunk_stored_once(
 ) -> None:
     docs = write_corpus(tmp_path / "docs", files=8, paragraphs=30)
     options: dict[str, Any] = {"chunk_size": 120, "chunk_overlap": 0}
-    splitters = make_splitters(minilm, options["chunk_size"], options["chunk_overlap"])
+    chunker = make_chunker(minilm, options["chunk_size"], options["chunk_overlap"])
     expected = {
         id_: (plan.source, index)
-        for plan in (plan_file(path, splitters, set()) for path in find_files([docs]))
+        for plan in (plan_file(path, chunker, set()) for path in find_files([docs]))
         for index, id_ in enumerate(plan.ids)
     }
     records = None

@@ -17,8 +17,10 @@ from youtu_rag import YoutuEmbedder
 from youtu_rag.index.ingest import (
     chunk_id,
     chunk_limit,
+    document_kind,
     find_files,
     ingest,
+    make_chunker,
     make_splitter,
     read_text,
 )
@@ -55,9 +57,9 @@ def expected_chunks(embedder: YoutuEmbedder, root: Path) -> set[tuple[str, int, 
     """(source, index, text) of every chunk the files under ``root`` should have."""
     chunks = set()
     for path in find_files([root]):
-        splitter = make_splitter(embedder, **CHUNKING, markdown=path.suffix == ".md")
-        for index, text in enumerate(splitter.split_text(read_text(path))):
-            chunks.add((str(path), index, text))
+        chunker = make_chunker(embedder, **CHUNKING)
+        for index, chunk in enumerate(chunker.split_text(read_text(path), document_kind(path))):
+            chunks.add((str(path), index, chunk.text))
     return chunks
 
 

@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 from tests.test_ingest import CHUNKING, minimal_pdf
 from youtu_rag import YoutuEmbedder
 from youtu_rag.index import reading
-from youtu_rag.index.ingest import IngestReport, find_files, ingest, make_splitter, read_text
+from youtu_rag.index.ingest import (
+    IngestReport,
+    document_kind,
+    find_files,
+    ingest,
+    make_chunker,
+    read_text,
+)
 from youtu_rag.index.reading import UnreadableFileError, open_segments
 from youtu_rag.index.store import ChromaStore
 from youtu_rag.index.walk import source_name
@@ -38,12 +45,9 @@ def stored(store: ChromaStore) -> dict[str, list[tuple[int, str]]]:
 
 
 def expected_chunks(embedder: YoutuEmbedder, path: Path) -> list[str]:
-    splitter = make_splitter(embedder, **CHUNKING, markdown=path.suffix == ".md")
+    chunker = make_chunker(embedder, **CHUNKING)
     return [
-        chunk
-        for segment in open_segments(path)
-        for chunk in splitter.split_text(segment)
-        if chunk.strip()
+        chunk.text for chunk in chunker.split_segments(open_segments(path), document_kind(path))
     ]
 
 

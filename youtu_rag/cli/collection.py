@@ -25,6 +25,7 @@ from youtu_rag.cli.resources import (
     one_line,
     open_store,
     stop_on_ctrl_c,
+    warn_unknown_tokens,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +69,23 @@ def index(
             "--chunk-overlap", help="Tokens shared by neighbouring chunks (default: 1/8)."
         ),
     ] = None,
+    separators: Annotated[
+        str | None,
+        typer.Option(
+            "--separators",
+            help="Where chunks may end, in order of preference: a preset (default: sentence "
+            "and clause ends of every script; cjk; latin; langchain) or a JSON list of "
+            "regular expressions.",
+        ),
+    ] = None,
+    rechunk: Annotated[
+        bool,
+        typer.Option(
+            "--rechunk",
+            help="The collection was chunked under other rules: chunk every file under PATHS "
+            "anew and remove the chunks of other files.",
+        ),
+    ] = False,
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove chunks of files under PATHS that are gone.")
     ] = False,
@@ -99,8 +117,10 @@ def index(
     Files that cannot be read, decoded or parsed are skipped and listed (exit status 3); Ctrl-C
     stops after the current batch, keeping what was written (exit status 130).
     """
+    from youtu_rag.index.chunking import parse_separators
     from youtu_rag.index.ingest import find_files, ingest
 
+    parse_separators(separators)  # bad separators fail before the model loads
     if ray or ray_address is not None:
         from youtu_rag.backends.protocol import is_remote
 
@@ -116,6 +136,8 @@ def index(
             model=model,
             chunk_size=chunk_size,
             chunk_overlap=chunk_overlap,
+            separators=separators,
+            rechunk=rechunk,
             prune=prune,
             concurrency=ray_workers,
             num_gpus=ray_gpus_per_worker,
@@ -131,10 +153,13 @@ def index(
                 paths,
                 chunk_size=chunk_size,
                 chunk_overlap=chunk_overlap,
+                separators=separators,
+                rechunk=rechunk,
                 prune=prune,
                 show_progress=True,
                 stop=stop,
             )
+        warn_unknown_tokens(store.embedder, "the text indexed")
     for entry in report.skipped:
         err_console.print(f"skipped {entry.path}: {entry.reason}", markup=False)
     if report.interrupted:
@@ -146,6 +171,14 @@ def index(
         raise typer.Exit(EXIT_INTERRUPTED)
     pruned = f", {report.pruned_files} deleted files pruned" if prune else ""
     skipped = f", {len(report.skipped)} skipped (listed above)" if report.skipped else ""
+    if report.rechunked:
+        dropped = report.dropped_files
+        console.print(
+            f"Re-chunked {store_options.collection!r} under the new chunking rules: "
+            f"{report.changed + report.unchanged} files chunked anew"
+            + (f", {dropped} files not under PATHS removed (index them again)" if dropped else "")
+            + "."
+        )
     console.print(
         f"Indexed {report.files} files into {store_options.collection!r}: "
         f"{report.changed} new or changed, "
@@ -202,6 +235,7 @@ def search(
     filters = _parse_where(where)
     store = open_store(store_options, model_options, create=False)
     hits = store.search(query, k=k, where=filters, mmr=mmr)
+    warn_unknown_tokens(store.embedder, "the query")
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -439,6 +440,47 @@ def bench_index_command(
                 "seconds": row["seconds"],
                 "docs/s": row["docs_per_s"],
                 "vs local": f"{row['vs_local']:.2f}x",
+            }
+            for row in result["runs"]
+        ],
+    )
+
+
+@bench_app.command("chunking")
+@handle_errors
+def bench_chunking_command(
+    file: Annotated[
+        Path, typer.Argument(help="A .txt, .md or .pdf file to chunk.", exists=True, dir_okay=False)
+    ],
+    model: ModelOption = DEFAULT_MODEL,
+    chunk_size: Annotated[
+        int | None, typer.Option("--chunk-size", help="Tokens per chunk (default as index).")
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
+    ] = 3,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Seconds to chunk FILE with the script-aware splitter and with the splitter before it."""
+    from youtu_rag.cli.options import ModelOptions
+    from youtu_rag.cli.resources import load_embedder
+    from youtu_rag.measure.bench_chunking import bench_chunking
+
+    embedder = load_embedder(ModelOptions(model=model, device="cpu"))
+    result = bench_chunking(embedder, file, chunk_size=chunk_size, repeats=repeats)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_rows(
+        f"{result['model']}: chunking {result['file']} ({result['bytes']} bytes), best of "
+        f"{repeats}",
+        [
+            {
+                "splitter": row["splitter"],
+                "chunks": row["chunks"],
+                "seconds": row["seconds"],
+                "peak MiB": row["peak_mib"],
+                "vs before": f"{row['vs_before']:.2f}x",
             }
             for row in result["runs"]
         ],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -18,6 +19,32 @@ if TYPE_CHECKING:
     from youtu_rag.backends.protocol import Embedder
     from youtu_rag.index.store import ChromaStore
     from youtu_rag.model.resolution import ResolvedModel
+
+
+#: Share of a text's tokens mapped to the unknown token above which a command warns: the model
+#: cannot read this script, and its results for it are noise.
+UNKNOWN_TOKEN_WARNING = 0.10
+_warned: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def warn_unknown_tokens(embedder: Embedder, what: str) -> None:
+    """Say once per embedder when its tokenizer could not read much of the ``what`` it embedded
+    (counted by the model layer; API models do not count)."""
+    counts = getattr(embedder, "unknown_tokens", None)
+    if counts is None or embedder in _warned:
+        return
+    seen = counts()
+    if seen.fraction <= UNKNOWN_TOKEN_WARNING:
+        return
+    _warned.add(embedder)
+    err_console.print(
+        f"warning: {embedder.model_name} could not read {seen.fraction:.0%} of {what} "
+        f"({seen.unknown} of {seen.total} tokens became its unknown token): its results for "
+        "this text are noise. Use a model that reads this language, e.g. "
+        "tencent/Youtu-Embedding for Chinese.",
+        markup=False,
+        highlight=False,
+    )
 
 
 def one_line(error: BaseException) -> str:

@@ -10,7 +10,8 @@ index built on a cluster holds the same ids and vectors as one built by ``youtu-
 What runs where in :func:`index_with_ray`:
 
 - a task lists the files; another loads the model once to create or check the collection (the
-  local guard) and to build the tokenizer-measured splitters, then frees it;
+  local guard) and to build the tokenizer-measured chunker, then frees it; the driver checks
+  the collection's chunking rules as locally (refused, or re-chunked with ``rechunk``);
 - tasks read and chunk the files and ask the Chroma server which chunks each file has already;
 - an actor pool embeds the new chunks;
 - the driver writes the vectors to the Chroma server, in batches within the server's maximum,
@@ -30,10 +31,11 @@ This is the only module that imports Ray (the ``ray`` extra).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
@@ -45,16 +47,18 @@ import pyarrow.compute as pc
 import ray
 import ray.data
 import torch
-from langchain_text_splitters import TextSplitter
 from ray.data import ActorPoolStrategy, Dataset
 from tqdm.auto import tqdm
 
 from youtu_rag.backends.protocol import describe_model
+from youtu_rag.index.chunking import Chunker
 from youtu_rag.index.ingest import (
     DEFAULT_BATCH_SIZE,
     IngestReport,
     Skipped,
-    make_splitters,
+    check_chunking,
+    finish_rechunk,
+    make_chunker,
     plan_file,
     plan_run,
     prune_gone,
@@ -89,6 +93,7 @@ _PLAN_SCHEMA = pa.schema(
         ("ids", pa.list_(pa.string())),
         ("texts", pa.list_(pa.string())),
         ("chunks", pa.list_(pa.int64())),
+        ("extras", pa.list_(pa.string())),
         ("stale", pa.list_(pa.string())),
         ("new", pa.int64()),
         ("reason", pa.string()),
@@ -245,9 +250,10 @@ def _prepare(
     model: str,
     chunk_size: int | None,
     chunk_overlap: int | None,
+    separators: str | Sequence[str] | None,
     options: dict[str, Any],
-) -> dict[bool, TextSplitter]:
-    """Create or check the collection exactly as locally, and build the splitters.
+) -> Chunker:
+    """Create or check the collection exactly as locally, and build the chunker.
 
     Runs as a task; the worker forgets the model afterwards (and, on a GPU, Ray ends the worker:
     its default ``max_calls`` for GPU tasks is 1), so no idle process keeps it in memory.
@@ -255,21 +261,19 @@ def _prepare(
     embedder = YoutuEmbedder(model, **options)
     try:
         ChromaStore(embedder, connect(url=url), collection, create=True)
-        return make_splitters(embedder, chunk_size, chunk_overlap)
+        return make_chunker(embedder, chunk_size, chunk_overlap, separators=separators)
     finally:
         del embedder
         clear_backbone_cache()
 
 
-def _plan_files(
-    batch: pa.Table, *, splitters: Mapping[bool, TextSplitter], url: str, collection: str
-) -> pa.Table:
+def _plan_files(batch: pa.Table, *, chunker: Chunker, url: str, collection: str) -> pa.Table:
     """Read and chunk each file, and set its chunk ids against those the server holds for it."""
     records = open_records(url=url, collection=collection)
     rows = []
     for given in batch.column("path").to_pylist():
         path = Path(os.fsdecode(given))  # bytes: a name need not be valid UTF-8
-        plan = plan_file(path, splitters, records.ids_where({"source": source_name(path)}))
+        plan = plan_file(path, chunker, records.ids_where({"source": source_name(path)}))
         if plan.unreadable is not None:
             status = "skipped"
         else:
@@ -281,6 +285,7 @@ def _plan_files(
                 "ids": [plan.ids[index] for index in plan.new],
                 "texts": [plan.chunks[index] for index in plan.new],
                 "chunks": plan.new,
+                "extras": [json.dumps(plan.metadatas[index]) for index in plan.new],
                 "stale": plan.stale,
                 "new": len(plan.new),
                 "reason": plan.unreadable,
@@ -298,6 +303,7 @@ def _new_chunk_rows(plans: pa.Table) -> pa.Table:
             "text": pc.list_flatten(plans.column("texts")),
             "source": plans.column("source").take(files),
             "chunk": pc.list_flatten(plans.column("chunks")),
+            "extras": pc.list_flatten(plans.column("extras")),
         }
     )
 
@@ -310,6 +316,8 @@ def index_with_ray(
     model: str = YOUTU_EMBEDDING,
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
+    separators: str | Sequence[str] | None = None,
+    rechunk: bool = False,
     prune: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     concurrency: int = 1,
@@ -321,7 +329,8 @@ def index_with_ray(
 
     Does what :func:`~youtu_rag.index.ingest.ingest` does, with the same ids, vectors and report:
     re-running writes nothing new, an edited file's chunks are replaced and none left stale,
-    empty files are skipped, ``prune`` removes the chunks of files gone from the given folders.
+    empty files are skipped, ``prune`` removes the chunks of files gone from the given folders,
+    and the chunking rules are checked and recorded as locally (``rechunk`` re-chunks).
     ``paths_or_dataset`` is files and folders, or a Ray dataset with a ``path`` column (then
     without ``prune``: there are no folders to prune). Every machine must see the files under
     the same paths. ``concurrency`` model actors embed, each on ``num_gpus`` GPUs or, without
@@ -351,11 +360,16 @@ def index_with_ray(
             skipped.extend(planned.skipped)
             files = ray.data.from_items([{"path": os.fsencode(path)} for path in planned.files])
         prepare = ray.remote(num_cpus=cpus, num_gpus=num_gpus)(_prepare)
-        splitters = ray.get(
-            prepare.remote(url, collection, model, chunk_size, chunk_overlap, embedder_options)
+        chunker = ray.get(
+            prepare.remote(
+                url, collection, model, chunk_size, chunk_overlap, separators, embedder_options
+            )
+        )
+        rechunking = check_chunking(
+            open_records(url=url, collection=collection), chunker.rules, rechunk=rechunk
         )
         planning = files.map_batches(
-            partial(_plan_files, splitters=splitters, url=url, collection=collection),
+            partial(_plan_files, chunker=chunker, url=url, collection=collection),
             batch_size=FILES_PER_TASK,
             batch_format="pyarrow",
         )
@@ -418,9 +432,12 @@ def index_with_ray(
             ) as progress:
                 for batch in embedded.iter_batches(batch_size=write_size, batch_format="numpy"):
                     metadatas = [
-                        {"source": source, "chunk": chunk}
-                        for source, chunk in zip(
-                            batch["source"].tolist(), batch["chunk"].tolist(), strict=True
+                        {**json.loads(extras), "source": source, "chunk": chunk}
+                        for source, chunk, extras in zip(
+                            batch["source"].tolist(),
+                            batch["chunk"].tolist(),
+                            batch["extras"].tolist(),
+                            strict=True,
                         )
                     ]
                     report.chunks_written += records.write(
@@ -435,5 +452,7 @@ def index_with_ray(
         logger.info("deleted %d replaced chunks", len(stale))
     if prune and roots is not None:
         report.pruned_files = prune_gone(records, roots, sources, report)
+    if rechunking:
+        finish_rechunk(records, chunker.rules, sources, report)
     report.total_chunks = records.count()
     return report

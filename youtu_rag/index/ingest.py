@@ -1,5 +1,5 @@
-"""Files and folders -> text segments -> chunks sized in the model's own tokens -> stable ids ->
-batched upserts, streamed.
+"""Files and folders -> text segments -> chunks (:mod:`youtu_rag.index.chunking`) -> stable ids
+-> batched upserts, streamed.
 
 An id is a function of (source path, chunk index, chunk text), so a re-run recognises what is
 already indexed and embeds only what changed. Chunks are embedded and written in bounded batches
@@ -9,24 +9,37 @@ after all its new chunks are written: a run stopped at any point loses nothing, 
 finishes the job. A file that cannot be read, decoded or parsed is skipped and reported, and
 leaves nothing behind: no chunk of a read that failed part-way is kept, and the chunks of its
 earlier, readable version are removed (the report says how many); the run goes on.
+
+The chunking rules are recorded with the collection. A collection chunked under other rules (or
+before rules were recorded) is refused rather than silently mixed with chunks of the new rules;
+``rechunk`` re-chunks every file under the given paths and removes the chunks of any other file.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langchain_text_splitters import Language, RecursiveCharacterTextSplitter, TextSplitter
+from langchain_text_splitters import TextSplitter
 from tqdm.auto import tqdm
 
-from youtu_rag.backends.protocol import Embedder
+from youtu_rag.index.chunking import (
+    DEFAULT_CHUNK_CHARACTERS,
+    DEFAULT_CHUNK_TOKENS,
+    Chunker,
+    ChunkingRules,
+    DocumentKind,
+    chunk_limit,
+    make_chunker,
+    make_splitter,
+)
 from youtu_rag.index.reading import (
     PDF_SUFFIX,
     SUPPORTED_SUFFIXES,
@@ -35,11 +48,9 @@ from youtu_rag.index.reading import (
     open_segments,
     read_text,
 )
-from youtu_rag.index.store import ChromaRecords, ChromaStore
+from youtu_rag.index.store import ChromaRecords, ChromaStore, StoreError
 from youtu_rag.index.walk import find_files as walk_files
 from youtu_rag.index.walk import source_name
-from youtu_rag.model.embedder import YoutuEmbedder
-from youtu_rag.model.tokenization import count_tokens, encode_batch
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -49,16 +60,20 @@ __all__ = [
     "PDF_SUFFIX",
     "SUPPORTED_SUFFIXES",
     "TEXT_SUFFIXES",
+    "ChunkingRulesError",
     "FilePlan",
     "IngestReport",
     "RunPlan",
     "Skipped",
+    "check_chunking",
     "chunk_id",
     "chunk_limit",
+    "document_kind",
     "find_files",
+    "finish_rechunk",
     "ingest",
+    "make_chunker",
     "make_splitter",
-    "make_splitters",
     "plan_file",
     "plan_run",
     "prune_gone",
@@ -69,11 +84,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Chunk size when none is given, capped by the model's limit (a few paragraphs: precise enough
-#: to cite, long enough to stand alone in a prompt).
-DEFAULT_CHUNK_TOKENS = 512
-#: The same for an API model, whose limit is in characters (2000 characters: ~500 English tokens).
-DEFAULT_CHUNK_CHARACTERS = 2000
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 #: Chunks written together. They are embedded ``embedder.batch_size`` at a time, and a stop
 #: request is honoured between those smaller batches.
@@ -110,6 +120,14 @@ class IngestReport:
     """Files that could not be read, decoded or parsed, and links that were not followed."""
     interrupted: bool = False
     """The run was stopped on request; what it wrote is kept and a re-run continues."""
+    rechunked: bool = False
+    """The collection was chunked under other rules and every file was chunked anew."""
+    dropped_files: int = 0
+    """Files chunked under the old rules that were not under the paths: removed by a rechunk."""
+
+
+class ChunkingRulesError(StoreError):
+    """The collection was chunked under other rules; re-chunking it has to be asked for."""
 
 
 @dataclass(frozen=True)
@@ -136,100 +154,64 @@ def find_files(paths: Iterable[str | Path]) -> list[Path]:
     return walk_files(paths).files
 
 
-def chunk_limit(embedder: Embedder) -> int:
-    """The most tokens a chunk may have so that prefix, special tokens and chunk fit the model.
-
-    An API model without a local tokenizer counts characters, up to its own limit.
-
-    Args:
-        embedder: the embedder the chunks are for.
-
-    Returns:
-        The limit in tokens (characters for an API model).
-    """
-    if not isinstance(embedder, YoutuEmbedder):
-        return embedder.max_length
-    prefix = encode_batch(embedder.backbone.tokenizer, [embedder.document_prefix], max_length=None)
-    # One token of slack: a chunk tokenized after the prefix may merge differently at the seam.
-    return embedder.max_length - len(prefix[0]) - 1
+def chunk_id(
+    source: str, index: int, text: str, metadata: Mapping[str, str | int] | None = None
+) -> str:
+    """Stable id of chunk ``index`` of ``source`` with content ``text`` and ``metadata`` (its
+    section or page: a chunk that moves to another section is another chunk)."""
+    path_hash = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    content = text
+    if metadata:
+        content += "\x00" + json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True)
+    text_hash = hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+    return f"{path_hash}-{index}-{text_hash}"
 
 
-def make_splitter(
-    embedder: Embedder,
-    chunk_size: int | None = None,
-    chunk_overlap: int | None = None,
-    *,
-    markdown: bool = False,
-) -> TextSplitter:
-    """A recursive splitter measuring chunks with the embedder's own tokenizer (in characters
-    for an API model).
+def document_kind(path: Path) -> DocumentKind:
+    """How a file's text is structured, from its suffix."""
+    suffix = path.suffix.lower()
+    if suffix in MARKDOWN_SUFFIXES:
+        return "markdown"
+    return "pdf" if suffix == PDF_SUFFIX else "text"
 
-    Default size: :data:`DEFAULT_CHUNK_TOKENS` (:data:`DEFAULT_CHUNK_CHARACTERS`) or the
-    model's limit if lower; default overlap: an eighth of the size. A size above the model's
-    limit is refused: the tail of such chunks would be truncated away and never found. Tokens
-    are counted as ``tokenizer.tokenize`` does, through :mod:`youtu_rag.model.tokenization`, so
-    splitting is safe next to embedding in other threads.
 
-    Args:
-        embedder: its tokenizer measures the chunks.
-        chunk_size: tokens per chunk (default :data:`DEFAULT_CHUNK_TOKENS`, or
-            :data:`DEFAULT_CHUNK_CHARACTERS` for an API model; the model's limit if lower).
-        chunk_overlap: tokens shared by neighbours (default an eighth of the size).
-        markdown: split on Markdown structure first.
-
-    Returns:
-        The splitter.
+def check_chunking(records: ChromaRecords, rules: ChunkingRules, *, rechunk: bool) -> bool:
+    """Whether this run re-chunks the collection: it was chunked under other rules (or before
+    rules were recorded) and ``rechunk`` asks for it. An empty collection takes the rules.
 
     Raises:
-        ValueError: a size above the model's limit (the tail of such chunks would be truncated
-            away and never found), or an overlap not below the size.
+        ChunkingRulesError: other rules, and ``rechunk`` is false.
     """
-    limit = chunk_limit(embedder)
-    local = isinstance(embedder, YoutuEmbedder)
-    default = DEFAULT_CHUNK_TOKENS if local else DEFAULT_CHUNK_CHARACTERS
-    size = min(default, limit) if chunk_size is None else chunk_size
-    unit = "tokens" if local else "characters"
-    if not 1 <= size <= limit:
-        raise ValueError(
-            f"chunk size must be between 1 and {limit} {unit} for {embedder.model_name} "
-            f"(max length {embedder.max_length}), got {size}"
+    recorded = records.chunking_record()
+    current = rules.to_record()
+    if recorded == current:
+        return False
+    if records.count() == 0:
+        records.record_chunking(current)
+        return False
+    if not rechunk:
+        before = "no recorded rules (indexed before youtu-rag recorded them)"
+        if recorded is not None:
+            before = f"rules {recorded[:300]!r}"  # from the collection: shown, never parsed
+        raise ChunkingRulesError(
+            f"collection {records.name!r} was chunked under {before}, not {rules.describe()}; "
+            "index again with --rechunk to re-chunk every file under these rules"
         )
-    overlap = size // 8 if chunk_overlap is None else chunk_overlap
-    if not 0 <= overlap < size:
-        raise ValueError(f"chunk overlap must be at least 0 and below {size}, got {overlap}")
-    separators = (
-        RecursiveCharacterTextSplitter.get_separators_for_language(Language.MARKDOWN)
-        if markdown
-        else None
-    )
-    if not isinstance(embedder, YoutuEmbedder):
-        return RecursiveCharacterTextSplitter(
-            chunk_size=size, chunk_overlap=overlap, separators=separators
-        )
-    return RecursiveCharacterTextSplitter(
-        length_function=functools.partial(count_tokens, embedder.backbone.tokenizer),
-        chunk_size=size,
-        chunk_overlap=overlap,
-        separators=separators,
-    )
+    logger.info("re-chunking collection %r under %s", records.name, rules.describe())
+    return True
 
 
-def make_splitters(
-    embedder: Embedder, chunk_size: int | None = None, chunk_overlap: int | None = None
-) -> dict[bool, TextSplitter]:
-    """The plain-text and the markdown splitter (keyed by "is markdown"), see
-    :func:`make_splitter`."""
-    return {
-        markdown: make_splitter(embedder, chunk_size, chunk_overlap, markdown=markdown)
-        for markdown in (False, True)
-    }
-
-
-def chunk_id(source: str, index: int, text: str) -> str:
-    """Stable id of chunk ``index`` of ``source`` with content ``text``."""
-    path_hash = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-    text_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    return f"{path_hash}-{index}-{text_hash}"
+def finish_rechunk(
+    records: ChromaRecords, rules: ChunkingRules, seen: set[str], report: IngestReport
+) -> None:
+    """After every file under the paths was chunked anew: remove the chunks of the other files
+    (they follow the old rules) and record the new rules."""
+    for source in sorted(records.sources() - seen):
+        report.chunks_deleted += records.delete(records.ids_where({"source": source}))
+        report.dropped_files += 1
+        logger.info("removed %s: chunked under the old rules and not under the paths", source)
+    records.record_chunking(rules.to_record())
+    report.rechunked = True
 
 
 def ingest(
@@ -238,6 +220,9 @@ def ingest(
     *,
     chunk_size: int | None = None,
     chunk_overlap: int | None = None,
+    separators: str | Sequence[str] | None = None,
+    splitter: TextSplitter | None = None,
+    rechunk: bool = False,
     prune: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool = False,
@@ -255,11 +240,21 @@ def ingest(
     re-run continues from there. Memory stays bounded by ``batch_size`` chunks and one text
     segment (:data:`~youtu_rag.index.reading.SEGMENT_CHARS`), plus the ids of the current
     file's stale chunks, whatever the size of the files.
+
+    Chunks are cut by :func:`~youtu_rag.index.chunking.make_chunker`'s splitter (``chunk_size``,
+    ``chunk_overlap`` and ``separators``: a preset name or a list of regular expressions), or
+    by ``splitter``, any LangChain ``TextSplitter``, used within Markdown sections and PDF pages.
+    The rules are recorded with the collection: a collection chunked under other rules raises
+    :class:`ChunkingRulesError` unless ``rechunk``, which re-chunks every file under ``paths``
+    and removes the chunks of the files that are not.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     found = plan_run(paths)
-    splitters = make_splitters(store.embedder, chunk_size, chunk_overlap)
+    chunker = make_chunker(
+        store.embedder, chunk_size, chunk_overlap, separators=separators, splitter=splitter
+    )
+    rechunking = check_chunking(store, chunker.rules, rechunk=rechunk)
     report = IngestReport(files=len(found.files))
     for entry in found.skipped:
         _skip(report, entry.path, entry.reason)
@@ -281,13 +276,14 @@ def ingest(
         for path in found.files:
             if writer.should_stop():
                 break
-            markdown = path.suffix.lower() in MARKDOWN_SUFFIXES
-            _index_file(writer, path, sizes[path], splitters[markdown])
+            _index_file(writer, path, sizes[path], chunker)
         writer.flush()
     report.interrupted = writer.stopped
+    seen = {source_name(path) for path in found.files}
     if prune and not report.interrupted:
-        seen = {source_name(path) for path in found.files}
         report.pruned_files = prune_gone(store, found.roots, seen, report)
+    if rechunking and not report.interrupted:
+        finish_rechunk(store, chunker.rules, seen, report)
     report.total_chunks = store.count()
     return report
 
@@ -322,6 +318,7 @@ class _Chunk:
     text: str
     source: str
     index: int
+    metadata: dict[str, str | int]
     weight: int
     """Bytes of the file this chunk stands for on the progress bar."""
 
@@ -389,7 +386,7 @@ class _Writer:
             written = self.store.upsert(
                 [chunk.id for chunk in part],
                 [chunk.text for chunk in part],
-                [{"source": chunk.source, "chunk": chunk.index} for chunk in part],
+                [{**c.metadata, "source": c.source, "chunk": c.index} for c in part],
                 embeddings=vectors,
             )
             self.report.chunks_written += written
@@ -406,7 +403,28 @@ class _Writer:
             self.stale = []
 
 
-def _index_file(writer: _Writer, path: Path, size: int, splitter: TextSplitter) -> None:
+class _Bytes:
+    """Segments passed through, counting their UTF-8 bytes: the progress a chunk stands for."""
+
+    def __init__(self, segments: Iterable[str], budget: int) -> None:
+        self.segments = segments
+        self.budget = budget
+        self.unclaimed = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for segment in self.segments:
+            weight = min(len(segment.encode("utf-8", "surrogatepass")), self.budget)
+            self.budget -= weight
+            self.unclaimed += weight
+            yield segment
+
+    def claim(self) -> int:
+        """Bytes read since the last claim."""
+        weight, self.unclaimed = self.unclaimed, 0
+        return weight
+
+
+def _index_file(writer: _Writer, path: Path, size: int, chunker: Chunker) -> None:
     """Queue the new chunks of one file, and its stale ids behind them."""
     source = source_name(path)
     report = writer.report
@@ -414,20 +432,13 @@ def _index_file(writer: _Writer, path: Path, size: int, splitter: TextSplitter) 
     new = 0
     stale: list[str] = []
     batch: list[_Chunk] = []
-    budget = size  # progress-bar bytes of this file not yet handed to chunks
+    read = _Bytes((), size)
     try:
-        for segment in open_segments(path):
-            texts = [text for text in splitter.split_text(segment) if text.strip()]
-            weight = min(len(segment.encode("utf-8", "surrogatepass")), budget)
-            budget -= weight
-            if not texts:
-                writer.advance(weight)
-                continue
-            share, extra = divmod(weight, len(texts))
-            for number, text in enumerate(texts):
-                part = share + (number < extra)
-                batch.append(_Chunk(chunk_id(source, index, text), text, source, index, part))
-                index += 1
+        read = _Bytes(open_segments(path), size)
+        for piece in chunker.split_segments(read, document_kind(path)):
+            chunk_key = chunk_id(source, index, piece.text, piece.metadata)
+            batch.append(_Chunk(chunk_key, piece.text, source, index, piece.metadata, read.claim()))
+            index += 1
             if len(batch) >= writer.batch_size:
                 new += _queue_new(writer, source, batch, stale, start=batch[0].index)
                 batch = []
@@ -437,11 +448,11 @@ def _index_file(writer: _Writer, path: Path, size: int, splitter: TextSplitter) 
         new += _queue_new(writer, source, batch, stale, start=index - len(batch), last=True)
     except UnreadableFileError as error:
         _skip(report, source, unreadable_reason(str(error), writer.forget(source)))
-        writer.advance(budget)
+        writer.advance(read.claim() + read.budget)
         return
     if writer.stopped:
         return
-    writer.advance(budget)
+    writer.advance(read.claim() + read.budget)
     if index == 0:
         report.empty += 1
         logger.info("%s is empty; skipped", source)
@@ -506,6 +517,8 @@ class FilePlan:
 
     source: str
     chunks: list[str]
+    metadatas: list[dict[str, str | int]]
+    """Each chunk's section or page (besides ``source`` and ``chunk``)."""
     ids: list[str]
     new: list[int]
     """Positions of the chunks not indexed yet."""
@@ -523,21 +536,24 @@ class FilePlan:
         return not self.new and not self.stale
 
 
-def plan_file(path: Path, splitters: Mapping[bool, TextSplitter], existing: set[str]) -> FilePlan:
+def plan_file(path: Path, chunker: Chunker, existing: set[str]) -> FilePlan:
     """Read and chunk ``path`` segment by segment, as :func:`ingest` does, so both give the same
     ids; compare them with ``existing``, the ids indexed for it. A file :func:`ingest` would
     skip as unreadable gets a plan with the reason and every existing id stale, as there."""
     source = source_name(path)
-    splitter = splitters[path.suffix.lower() in MARKDOWN_SUFFIXES]
     try:
-        chunks = [
-            text
-            for segment in open_segments(path)
-            for text in splitter.split_text(segment)
-            if text.strip()
-        ]
+        pieces = list(chunker.split_segments(open_segments(path), document_kind(path)))
     except UnreadableFileError as error:
-        return FilePlan(source, [], [], [], sorted(existing), unreadable=str(error))
-    ids = [chunk_id(source, index, chunk) for index, chunk in enumerate(chunks)]
+        return FilePlan(source, [], [], [], [], sorted(existing), unreadable=str(error))
+    ids = [
+        chunk_id(source, index, piece.text, piece.metadata) for index, piece in enumerate(pieces)
+    ]
     new = [index for index, id_ in enumerate(ids) if id_ not in existing]
-    return FilePlan(source, chunks, ids, new, sorted(existing.difference(ids)))
+    return FilePlan(
+        source,
+        [piece.text for piece in pieces],
+        [piece.metadata for piece in pieces],
+        ids,
+        new,
+        sorted(existing.difference(ids)),
+    )

@@ -28,6 +28,8 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {PDF_SUFFIX}
 #: a line break, else a space) in their second half; chunks never span two segments.
 SEGMENT_CHARS = 1 << 18
 _BLOCK_BYTES = 1 << 16
+#: Between two pages of a PDF's text (a form feed, as ``pdftotext`` writes): chunks keep their page.
+PAGE_BREAK = "\f"
 #: PDF text is spooled to a temporary file past this size, so a huge PDF stays out of memory.
 _SPOOL_BYTES = 8 << 20
 # Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
@@ -164,7 +166,8 @@ def _spooled_pdf_text(path: Path) -> Iterator[str]:
                 raise UnreadableFileError(
                     f"page {number} of {len(pages)} cannot be read ({_describe(error)})"
                 ) from error
-            spool.write(("\n\n" if number > 1 else "") + text.replace("\x00", ""))
+            text = text.replace("\x00", "").replace(PAGE_BREAK, "\n")
+            spool.write((PAGE_BREAK if number > 1 else "") + text)
         spool.seek(0)
     except BaseException:
         spool.close()

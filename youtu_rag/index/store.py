@@ -54,6 +54,9 @@ logger = logging.getLogger(__name__)
 #: as ``Authorization: Bearer <token>``.
 TOKEN_ENV = "YOUTU_RAG_CHROMA_TOKEN"
 
+#: The chunking rules the collection was built with (JSON, see
+#: :class:`~youtu_rag.index.chunking.ChunkingRules`); absent from collections made before them.
+CHUNKING_KEY = "youtu_rag:chunking"
 _PAGE = 1000  # records per `get` when listing a whole collection
 
 
@@ -112,6 +115,8 @@ class CollectionInfo:
     document_prefix: str | None
     pooling: str | None
     backend: str | None = None
+    chunking: str | None = None
+    """The chunking rules recorded (JSON), ``None`` for a collection made before they were."""
     embedding_function: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     """The stored embedding-function config (``{"name", "config", ...}``), as raw JSON."""
 
@@ -262,6 +267,7 @@ def describe(client: ClientAPI, name: str = DEFAULT_COLLECTION) -> CollectionInf
         document_prefix=_str_or_none(metadata.get(DOCUMENT_PREFIX_KEY)),
         pooling=_str_or_none(metadata.get(POOLING_KEY)),
         backend=_recorded_backend(metadata),
+        chunking=_str_or_none(metadata.get(CHUNKING_KEY)),
         embedding_function=(collection.configuration_json or {}).get("embedding_function"),
     )
 
@@ -390,6 +396,17 @@ class ChromaRecords:
         """Records in the collection."""
         with server_errors(self.client):
             return self.collection.count()
+
+    def chunking_record(self) -> str | None:
+        """The chunking rules recorded with the collection (see :data:`CHUNKING_KEY`)."""
+        return _str_or_none((self.collection.metadata or {}).get(CHUNKING_KEY))
+
+    def record_chunking(self, record: str) -> None:
+        """Record the chunking rules the collection's chunks now follow, keeping the rest of
+        its metadata (the embedder fingerprint)."""
+        metadata = {**(self.collection.metadata or {}), CHUNKING_KEY: record}
+        with server_errors(self.client):
+            self.collection.modify(metadata=metadata)
 
     def write(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from youtu_rag.model.pooling import PoolingMode, l2_normalize, pool, text_mask
 from youtu_rag.model.profiles import YOUTU_EMBEDDING, ModelProfile, Pooling, override
 from youtu_rag.model.quiet import quiet_model_loading
 from youtu_rag.model.resolution import ResolvedModel, resolve_model
-from youtu_rag.model.tokenization import encode_batch
+from youtu_rag.model.tokenization import UnknownTokens, encode_batch, unknown_tokens
 from youtu_rag.model.utu import Attention
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,8 @@ class YoutuEmbedder:
         self.max_length: int = min(wanted, getattr(config, "max_position_embeddings", 1 << 30))
         self.dimension: int = int(config.hidden_size)
         # A decoder would otherwise fill a key/value cache that an embedding never reads.
+        self._unknown = UnknownTokens()
+        self._unknown_lock = threading.Lock()
         forward_parameters = inspect.signature(self.backbone.model.forward).parameters
         self._forward_options: dict[str, Any] = (
             {"use_cache": False} if "use_cache" in forward_parameters else {}
@@ -306,6 +309,9 @@ class YoutuEmbedder:
         encodings = encode_batch(
             self.backbone.tokenizer, [prefix + text for text in items], max_length=self.max_length
         )
+        seen = unknown_tokens(self.backbone.tokenizer, encodings)
+        with self._unknown_lock:
+            self._unknown += seen
         token_ids: list[list[int]] = [encoding.ids for encoding in encodings]
         packed = _Packed.from_lists(
             token_ids, [[end for _, end in encoding.offsets] for encoding in encodings]
@@ -347,6 +353,13 @@ class YoutuEmbedder:
                 start += len(rows)
                 progress.update(len(rows))
         return output
+
+    def unknown_tokens(self) -> UnknownTokens:
+        """Tokens of every text this embedder has encoded so far that its tokenizer mapped to
+        the unknown token: how much of the text the model could not read (the instruction prefix
+        counts as text, special tokens do not; see :class:`UnknownTokens`)."""
+        with self._unknown_lock:
+            return self._unknown
 
     def token_counts(self, texts: str | Sequence[str], prefix: str = "") -> TokenCounts:
         """Tokens each ``prefix + text`` takes in a forward pass, as :meth:`encode` cuts them."""

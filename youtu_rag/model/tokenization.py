@@ -71,6 +71,37 @@ def encode_batch(
         return private.backend.encode_batch(texts, add_special_tokens=add_special_tokens)
 
 
+@dataclass(frozen=True)
+class UnknownTokens:
+    """How much of the text a tokenizer could not read: tokens it mapped to its unknown token
+    (``[UNK]``), among the tokens of the texts themselves (special tokens not counted). A model
+    embeds such text as noise without any error, e.g. Chinese on an English WordPiece model."""
+
+    unknown: int = 0
+    total: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return self.unknown / self.total if self.total else 0.0
+
+    def __add__(self, other: UnknownTokens) -> UnknownTokens:
+        return UnknownTokens(self.unknown + other.unknown, self.total + other.total)
+
+
+def unknown_tokens(tokenizer: PreTrainedTokenizerBase, encodings: list[Encoding]) -> UnknownTokens:
+    """Unknown tokens among the non-special tokens of ``encodings`` (from :func:`encode_batch`
+    on ``tokenizer``); none for a tokenizer without an unknown token (byte-level BPE)."""
+    unknown_id = tokenizer.unk_token_id
+    total = 0
+    unknown = 0
+    for encoding in encodings:
+        specials = sum(encoding.special_tokens_mask)
+        total += len(encoding.ids) - specials
+        if unknown_id is not None:
+            unknown += encoding.ids.count(unknown_id)
+    return UnknownTokens(unknown, total)
+
+
 def count_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
     """Tokens of ``text`` without special tokens, as ``len(tokenizer.tokenize(text))``.
 

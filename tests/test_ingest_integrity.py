@@ -20,24 +20,21 @@ SEGMENT_BYTES = 1 << 18  # reading.SEGMENT_CHARS: the race needs a file of two s
 
 
 class AppendsOnFirstBatch:
-    """MiniLM that, when the first batch is embedded (the file's first segment is being read),
-    appends an invalid byte to ``path``: the file turns undecodable during its read, as when
-    another program writes to it."""
+    """MiniLM's document encoder that, when the first batch is embedded (the file's first
+    segment is being read), appends an invalid byte to ``path``: the file turns undecodable
+    during its read, as when another program writes to it."""
 
     def __init__(self, embedder: YoutuEmbedder, path: Path) -> None:
-        self._embedder = embedder
+        self._encode = embedder.encode_documents
         self._path = path
         self.fired = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._embedder, name)
 
     def encode_documents(self, texts: Any) -> np.ndarray:
         if not self.fired:
             self.fired = True
             with self._path.open("ab") as handle:
                 handle.write(b"\xff tail")
-        return self._embedder.encode_documents(texts)
+        return self._encode(texts)
 
 
 def sources_and_counts(store: ChromaStore) -> dict[str, int]:
@@ -69,8 +66,9 @@ def test_a_file_that_turns_undecodable_while_read_leaves_nothing(
     store = ChromaStore(minilm, ChromaStore.open(minilm, persist_dir=tmp_path / "db").client)
 
     hooked = AppendsOnFirstBatch(minilm, racing)
-    racing_store = ChromaStore(hooked, store.client)  # type: ignore[arg-type]
-    report = ingest(racing_store, [docs], batch_size=16)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(minilm, "encode_documents", hooked.encode_documents)
+        report = ingest(store, [docs], batch_size=16)
     assert hooked.fired and report.chunks_written > 0  # chunks of it were written mid-read...
     assert [entry.path for entry in report.skipped] == [str(racing)]
     assert "not valid UTF-8 text" in report.skipped[0].reason

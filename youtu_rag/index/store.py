@@ -397,14 +397,19 @@ class ChromaRecords:
         with server_errors(self.client):
             return self.collection.count()
 
+    def _current_metadata(self) -> dict[str, Any]:
+        """The collection's metadata as stored now: another store object, process or client may
+        have changed it since this one was opened."""
+        return dict(_get_collection(self.client, self.name, None).metadata or {})
+
     def chunking_record(self) -> str | None:
         """The chunking rules recorded with the collection (see :data:`CHUNKING_KEY`)."""
-        return _str_or_none((self.collection.metadata or {}).get(CHUNKING_KEY))
+        return _str_or_none(self._current_metadata().get(CHUNKING_KEY))
 
     def record_chunking(self, record: str) -> None:
         """Record the chunking rules the collection's chunks now follow, keeping the rest of
         its metadata (the embedder fingerprint)."""
-        metadata = {**(self.collection.metadata or {}), CHUNKING_KEY: record}
+        metadata = {**self._current_metadata(), CHUNKING_KEY: record}
         with server_errors(self.client):
             self.collection.modify(metadata=metadata)
 

@@ -27,6 +27,7 @@ app = typer.Typer(
     help="Index documents with Youtu-Embedding into Chroma, search them and ask a chat model.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 #: Everything printed is literal text: "[...]" in a passage or a path is not markup, and
 #: ":x:" is not an emoji.

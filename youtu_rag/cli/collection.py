@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,8 +19,18 @@ from youtu_rag.cli.app import (
     err_console,
     handle_errors,
 )
-from youtu_rag.cli.options import JsonOption, KOption, ModelOptions, StoreOptions
-from youtu_rag.cli.resources import connect_store, one_line, open_store, stop_on_ctrl_c
+from youtu_rag.cli.options import CollectionModelOptions, JsonOption, KOption, StoreOptions
+from youtu_rag.cli.resources import (
+    choose_for_collection,
+    connect_store,
+    one_line,
+    open_store,
+    stop_on_ctrl_c,
+)
+
+if TYPE_CHECKING:
+    from youtu_rag.cli.resources import ChosenModel
+    from youtu_rag.index.store import ChromaStore
 
 if TYPE_CHECKING:
     from youtu_rag.index.ingest import IngestReport
@@ -28,6 +39,33 @@ if TYPE_CHECKING:
 def _preview(text: str, width: int = 240) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+WhereOption = Annotated[
+    str | None,
+    typer.Option("--where", help='Chroma metadata filter as JSON: \'{"source": "/a/b.md"}\''),
+]
+MmrOption = Annotated[bool, typer.Option("--mmr", help="Diversify results (MMR).")]
+QueryInstructionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--query-instruction",
+        help="Query task text or a C-MTEB preset name instead of the one the collection "
+        "records ('' for none); document vectors do not depend on it.",
+    ),
+]
+
+
+def _say_model(store: ChromaStore, chosen: ChosenModel) -> None:
+    """On stderr: which model embeds, why, and a query instruction other than the recorded one."""
+    err_console.print(chosen.describe(), markup=False)
+    if store.query_prefix_change is not None:
+        recorded, used = store.query_prefix_change
+        err_console.print(
+            f"query prefix: {used!r} instead of the collection's {recorded!r} "
+            "(document vectors are unaffected)",
+            markup=False,
+        )
 
 
 def _parse_where(where: str | None) -> dict[str, Any] | None:
@@ -86,7 +124,7 @@ def index(
     ] = 0,
     *,
     store_options: StoreOptions,
-    model_options: ModelOptions,
+    model_options: CollectionModelOptions,
 ) -> None:
     """Chunk, embed and store files; re-runs write only what changed.
 
@@ -98,7 +136,9 @@ def index(
     if ray or ray_address is not None:
         from youtu_rag.backends.protocol import is_remote
 
-        model = model_options.model
+        chosen = choose_for_collection(store_options, model_options)
+        err_console.print(chosen.describe())
+        model = chosen.name
         if is_remote(model):
             raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")
         report = _index_on_ray(
@@ -117,7 +157,8 @@ def index(
         )
     else:
         find_files(paths)  # a mistyped path fails before the model loads
-        store = open_store(store_options, model_options, create=True)
+        store, chosen = open_store(store_options, model_options, create=True)
+        _say_model(store, chosen)
         with stop_on_ctrl_c() as stop:
             report = ingest(
                 store,
@@ -181,19 +222,24 @@ def _index_on_ray(
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: KOption = 4,
-    where: Annotated[
-        str | None,
-        typer.Option("--where", help='Chroma metadata filter as JSON: \'{"source": "/a/b.md"}\''),
-    ] = None,
-    mmr: Annotated[bool, typer.Option("--mmr", help="Diversify results (MMR).")] = False,
+    where: WhereOption = None,
+    mmr: MmrOption = False,
+    query_instruction: QueryInstructionOption = None,
     as_json: JsonOption = False,
     *,
     store_options: StoreOptions,
-    model_options: ModelOptions,
+    model_options: CollectionModelOptions,
 ) -> None:
-    """The passages closest to QUERY, with cosine similarity scores and sources."""
+    """The passages closest to QUERY, with cosine similarity scores and sources.
+
+    The model is the one the collection records, unless --model says otherwise (it must be the
+    same); the line "model: ..." on stderr says which, and where the choice came from.
+    """
     filters = _parse_where(where)
-    store = open_store(store_options, model_options, create=False)
+    store, chosen = open_store(
+        store_options, model_options, create=False, query_instruction=query_instruction
+    )
+    _say_model(store, chosen)
     hits = store.search(query, k=k, where=filters, mmr=mmr)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
@@ -213,13 +259,26 @@ def ask(
         str | None,
         typer.Option(
             "--chat",
-            help="PROVIDER:MODEL for LangChain's init_chat_model, e.g. openai:gpt-4o-mini.",
+            help="PROVIDER:MODEL for LangChain's init_chat_model, e.g. openai:gpt-4o-mini; a "
+            "local OpenAI-compatible server works with OPENAI_BASE_URL=http://HOST:PORT/v1 and "
+            "--chat openai:NAME.",
         ),
     ] = None,
     k: KOption = 4,
+    where: WhereOption = None,
+    mmr: MmrOption = False,
+    stream: Annotated[
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Print the answer as it arrives (default: when stdout is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
+    query_instruction: QueryInstructionOption = None,
     *,
     store_options: StoreOptions,
-    model_options: ModelOptions,
+    model_options: CollectionModelOptions,
 ) -> None:
     """Answer QUESTION with a chat model from the retrieved passages, citing their sources.
 
@@ -227,10 +286,14 @@ def ask(
     """
     from youtu_rag.index.prompt import format_context, format_sources
 
+    filters = _parse_where(where)
     chat_model = None if chat is None else _chat_model(chat)
-    store = open_store(store_options, model_options, create=False)
+    store, chosen = open_store(
+        store_options, model_options, create=False, query_instruction=query_instruction
+    )
+    _say_model(store, chosen)
     if chat_model is None:
-        hits = store.search(question, k=k)
+        hits = store.search(question, k=k, where=filters, mmr=mmr)
         console.print(format_context(hits))
         err_console.print(
             "No chat model configured: pass --chat PROVIDER:MODEL (e.g. openai:gpt-4o-mini) "
@@ -241,12 +304,26 @@ def ask(
     from langchain_youtu import YoutuRetriever, create_rag_chain
     from langchain_youtu.chain import to_passages
 
-    result = create_rag_chain(YoutuRetriever(store=store, k=k), chat_model).invoke(question)
-    console.print(result["answer"])
-    console.print("\nSources:")
-    console.print(
-        format_sources(to_passages(result["sources"])),
+    retriever = YoutuRetriever(
+        store=store,
+        search_type="mmr" if mmr else "similarity",
+        search_kwargs={"k": k, "filter": filters},
     )
+    chain = create_rag_chain(retriever, chat_model)
+    if stream if stream is not None else sys.stdout.isatty():
+        sources: list[Any] = []
+        for chunk in chain.stream(question):
+            sources = chunk.get("sources", sources)
+            if "answer" in chunk:
+                console.print(chunk["answer"], end="")
+                console.file.flush()
+        console.print()
+    else:
+        result = chain.invoke(question)
+        console.print(result["answer"])
+        sources = result["sources"]
+    console.print("\nSources:")
+    console.print(format_sources(to_passages(sources)))
 
 
 def _chat_model(spec: str) -> Any:

@@ -18,6 +18,7 @@ from youtu_rag.cli.options import (
     JsonOption,
     ModelOption,
     ModelOptions,
+    model_or_default,
 )
 from youtu_rag.cli.resources import one_line
 from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE
@@ -61,6 +62,7 @@ def verify(
     from youtu_rag.measure.verify import TOLERANCE, WEATHER_DOCUMENTS, WEATHER_QUERY
     from youtu_rag.measure.verify import verify as run_verify
 
+    model = model_or_default(model)
     if is_remote(model):
         raise ValueError(f"verify checks a model loaded here, not an API: {model}")
     try:
@@ -121,7 +123,7 @@ def eval_command(
 
     dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
     embedder = create_embedder(
-        model_options.model,
+        model_or_default(model_options.model),
         device=model_options.device,
         dtype=model_options.dtype,
         batch_size=batch_size,
@@ -188,6 +190,7 @@ def bench_encode_command(
     from youtu_rag.measure.bench import bench_encode, load_bench_texts
     from youtu_rag.model.random_checkpoint import UtuShape, build_random_utu
 
+    model = model_or_default(model)
     if is_remote(model):
         raise ValueError(f"bench encode times local inference; {model} runs in the cloud")
     if threads is not None:
@@ -275,7 +278,7 @@ def bench_serve_command(
     if input_type not in ("query", "document"):
         raise ValueError(f"--input-type must be query or document, got {input_type!r}")
     result = bench_serve(
-        model_options.model,
+        model_or_default(model_options.model),
         load_requests(beir, input_type, requests, texts_per_request),
         input_type=input_type,
         clients=tuple(clients or (1, 8, 32)),
@@ -410,6 +413,7 @@ def bench_index_command(
 
     from youtu_rag.measure.bench import bench_index, load_bench_texts
 
+    model = model_or_default(model)
     texts = load_bench_texts(beir, limit)
     start = time.perf_counter()
     with ray_cluster(ray_address):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from youtu_rag.cli.app import app, err_console, handle_errors
-from youtu_rag.cli.options import ModelOptions
+from youtu_rag.cli.options import ModelOptions, model_or_default
 from youtu_rag.cli.resources import check_model_path
 from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
 
@@ -107,7 +107,7 @@ def serve(
     from youtu_rag.serve.app import BatchingOptions, EmbeddingService, ServerLimits
     from youtu_rag.serve.app import serve as run_server
 
-    model = model_options.model
+    model = model_or_default(model_options.model)
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env, "")

@@ -50,7 +50,11 @@ def verify(
     model: ModelOption = DEFAULT_MODEL,
     device: DeviceOption = None,
     dtype: Annotated[
-        str, typer.Option("--dtype", help="The published scores are float32.")
+        str,
+        typer.Option(
+            "--dtype",
+            help="float32, float16 or bfloat16; the published scores are float32.",
+        ),
     ] = "float32",
     as_json: JsonOption = False,
 ) -> None:

@@ -29,7 +29,8 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help=f"{_MODEL_HELP} Default: {MODEL_ENV} if set, else {YOUTU_EMBEDDING}.",
+        # A \b paragraph is not rewrapped: the model name is never cut at its hyphen.
+        help=f"{_MODEL_HELP}\n\n\b\nDefault: {MODEL_ENV} if set,\nelse {YOUTU_EMBEDDING}.",
         show_default=False,
     ),
 ]
@@ -39,8 +40,8 @@ CollectionModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help=f"{_MODEL_HELP} Default: the model the collection records; for a new collection "
-        f"{MODEL_ENV} if set, else {YOUTU_EMBEDDING}.",
+        help=f"{_MODEL_HELP}\n\n\b\nDefault: the collection's model; for a\nnew "
+        f"collection {MODEL_ENV} if set,\nelse {YOUTU_EMBEDDING}.",
         show_default=False,
     ),
 ]

@@ -157,6 +157,9 @@ class YoutuRetriever(BaseRetriever):
         options = self._options(per_call)
         threshold = options.pop("score_threshold")
         hits = self.store.search(query, **options)
+        if options["mmr"]:
+            # MMR chooses which passages; they come best first, as langchain_chroma returns them.
+            hits.sort(key=lambda hit: hit.score, reverse=True)
         if threshold is not None:
             hits = [hit for hit in hits if hit.score >= threshold]
         return [hit_to_document(hit) for hit in hits]

@@ -244,11 +244,11 @@ def test_assignment_is_refused(adapter: Adapter, tiny_youtu_dir: str) -> None:
         ({"normalize": False}, "normalize=False is not supported: youtu-rag vectors are always"),
         (
             {"encode_kwargs": {"normalize_embeddings": False}},
-            "encode_kwargs[normalize_embeddings]=False is not supported",
+            "normalize_embeddings]=False is not supported: youtu-rag vectors are always",
         ),
         ({"encode_kwargs": {"precision": "int8"}}, "encode_kwargs 'precision' not understood"),
         ({"model_kwargs": {"revision": "main"}}, "model_kwargs 'revision' not understood"),
-        ({"model_kwargs": {"device": "meta"}}, "model_kwargs['device']='meta' and device='cpu'"),
+        ({"model_kwargs": {"device": "meta"}}, "='meta' and device='cpu' differ"),
         ({"cache_folder": "/tmp"}, "cache_folder (set HF_HOME"),
         ({"truncate_dim": 64}, "truncate_dim (not supported"),
         ({"no_such_option": 1}, "does not understand no_such_option; its options are"),
@@ -266,6 +266,8 @@ def test_options_it_does_not_understand_are_refused(
 def test_hugging_face_names_are_accepted(adapter: Adapter, tiny_youtu_dir: str) -> None:
     options = tiny_options(tiny_youtu_dir)
     options["model"] = options.pop("model_name_or_path")
+    options.pop("batch_size", None)
+    options.pop("device", None)
     instance = adapter.build(
         **options,
         text_instruction="STSB",

@@ -117,15 +117,27 @@ def eval_command(
         ),
     ] = False,
     split: Annotated[str, typer.Option("--split", help="Which qrels/SPLIT.tsv to score.")] = "test",
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="Only the first N judged queries (qrels order), the documents judged for them "
+            "and the first 100*N other documents (corpus order) as distractors: a quick check; "
+            "scores are higher than on the whole corpus.",
+        ),
+    ] = None,
     as_json: EvalJsonOption = False,
     *,
     model_options: ModelOptions,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset, computed as MTEB computes them."""
     from youtu_rag.backends.protocol import create_embedder
-    from youtu_rag.measure.evaluation import evaluate, load_beir
+    from youtu_rag.measure.evaluation import evaluate, limit_queries, load_beir
 
     dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
+    if limit is not None:
+        dataset = limit_queries(dataset, limit)
     embedder = create_embedder(
         model_or_default(model_options.model),
         device=model_options.device,
@@ -140,7 +152,8 @@ def eval_command(
         return
     _print_rows(
         f"{embedder.model_name} on {beir} ({result['queries']} queries, "
-        f"{result['documents']} documents, {result['seconds']:.1f}s)",
+        f"{result['documents']} documents"
+        f"{', --limit subset' if limit is not None else ''}, {result['seconds']:.1f}s)",
         [
             {"metric": name, "value": value}
             for name, value in result.items()

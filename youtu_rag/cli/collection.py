@@ -30,10 +30,8 @@ from youtu_rag.cli.resources import (
 
 if TYPE_CHECKING:
     from youtu_rag.cli.resources import ChosenModel
-    from youtu_rag.index.store import ChromaStore
-
-if TYPE_CHECKING:
     from youtu_rag.index.ingest import IngestReport
+    from youtu_rag.index.store import ChromaStore
 
 
 def _preview(text: str, width: int = 240) -> str:
@@ -137,7 +135,7 @@ def index(
         from youtu_rag.backends.protocol import is_remote
 
         chosen = choose_for_collection(store_options, model_options)
-        err_console.print(chosen.describe())
+        err_console.print(chosen.describe(), markup=False)
         model = chosen.name
         if is_remote(model):
             raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")

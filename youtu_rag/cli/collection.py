@@ -134,8 +134,9 @@ def index(
     if ray or ray_address is not None:
         from youtu_rag.backends.protocol import is_remote
 
+        if store_options.url is not None:
+            _require_ray()  # before the server is asked which model the collection has
         chosen = choose_for_collection(store_options, model_options)
-        err_console.print(chosen.describe(), markup=False)
         model = chosen.name
         if is_remote(model):
             raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")
@@ -167,6 +168,8 @@ def index(
                 show_progress=True,
                 stop=stop,
             )
+    if ray or ray_address is not None:
+        err_console.print(chosen.describe(), markup=False)
     for entry in report.skipped:
         err_console.print(f"skipped {entry.path}: {entry.reason}", markup=False)
     if report.interrupted:
@@ -189,15 +192,21 @@ def index(
         raise typer.Exit(EXIT_SKIPPED)
 
 
+def _require_ray() -> None:
+    """Fail in one line, naming the extra, when Ray is not installed."""
+    try:
+        import youtu_rag.index.distributed  # noqa: F401  (imports Ray)
+    except ImportError as error:
+        raise RuntimeError(f"this needs Ray ({error}): pip install 'youtu-rag[ray]'") from error
+
+
 def ray_cluster(address: str | None) -> AbstractContextManager[None]:
     """Join or start a Ray cluster (extra ``ray``); Ray's own logs stay quiet without -v.
 
     Its errors still arrive: as exceptions, and a run that cannot go on fails.
     """
-    try:
-        from youtu_rag.index.distributed import ray_cluster as start_cluster
-    except ImportError as error:
-        raise RuntimeError(f"this needs Ray ({error}): pip install 'youtu-rag[ray]'") from error
+    _require_ray()
+    from youtu_rag.index.distributed import ray_cluster as start_cluster
 
     level = logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.ERROR
     logging.getLogger("ray.data").setLevel(level)  # Ray Data sets its own level

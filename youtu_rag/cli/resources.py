@@ -170,9 +170,12 @@ def open_store(
 
 
 def choose_for_collection(store: StoreOptions, model: ModelOptions) -> ChosenModel:
-    """:func:`choose_model` for a collection that may not exist yet, loading no model."""
+    """:func:`choose_model` for a collection that may not exist yet, loading no model; with
+    ``--model`` given, without connecting (whoever opens the collection checks it)."""
     from youtu_rag.index.store import CollectionNotFoundError, describe
 
+    if model.model is not None:
+        return choose_model(None, model.model)
     try:
         info = describe(connect_store(store, create=False), store.collection)
     except CollectionNotFoundError:

@@ -241,8 +241,14 @@ def test_assignment_is_refused(adapter: Adapter, tiny_youtu_dir: str) -> None:
 @pytest.mark.parametrize(
     ("option", "hint"),
     [
-        ({"normalize": False}, "normalize (vectors are always L2-normalised"),
-        ({"model_kwargs": {"device": "cpu"}}, "model_kwargs (pass device= and dtype= directly"),
+        ({"normalize": False}, "normalize=False is not supported: youtu-rag vectors are always"),
+        (
+            {"encode_kwargs": {"normalize_embeddings": False}},
+            "normalize_embeddings]=False is not supported: youtu-rag vectors are always",
+        ),
+        ({"encode_kwargs": {"precision": "int8"}}, "encode_kwargs 'precision' not understood"),
+        ({"model_kwargs": {"revision": "main"}}, "model_kwargs 'revision' not understood"),
+        ({"model_kwargs": {"device": "meta"}}, "='meta' and device='cpu' differ"),
         ({"cache_folder": "/tmp"}, "cache_folder (set HF_HOME"),
         ({"truncate_dim": 64}, "truncate_dim (not supported"),
         ({"no_such_option": 1}, "does not understand no_such_option; its options are"),
@@ -260,8 +266,17 @@ def test_options_it_does_not_understand_are_refused(
 def test_hugging_face_names_are_accepted(adapter: Adapter, tiny_youtu_dir: str) -> None:
     options = tiny_options(tiny_youtu_dir)
     options["model"] = options.pop("model_name_or_path")
-    instance = adapter.build(**options, text_instruction="STSB")
-    assert adapter.fields(instance)["model_name_or_path"] == tiny_youtu_dir
+    options.pop("batch_size", None)
+    options.pop("device", None)
+    instance = adapter.build(
+        **options,
+        text_instruction="STSB",
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True, "batch_size": 3, "show_progress_bar": False},
+    )
+    fields = adapter.fields(instance)
+    assert fields["model_name_or_path"] == tiny_youtu_dir
+    assert (fields["device"], fields["batch_size"]) == ("cpu", 3)
     assert instance.embedder.document_prefix.startswith("Instruction: Represent the short")
 
 

@@ -35,7 +35,9 @@ def one_line_error(result: Result, *, after_progress: bool = False) -> str:
     """The message of the one ``error:`` line a failed command prints (exit status 1)."""
     assert result.exit_code == 1, result.output
     stderr = result.stderr
-    if after_progress:  # `index` draws its progress bar first
+    if after_progress:  # `index` says which model, then draws its progress bar
+        assert stderr.startswith("model: "), stderr
+        stderr = stderr[stderr.index("\n") + 1 :]
         assert stderr.startswith("\rIndexing:"), stderr
         stderr = stderr[stderr.rindex("\n", 0, -1) + 1 :]
     assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
@@ -288,4 +290,5 @@ def test_no_load_bar_or_length_warning(tmp_path: Path, capfd: pytest.CaptureFixt
     )
     assert completed.returncode == 0, completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    assert lines and all(line.startswith("Indexing:") for line in lines), completed.stderr
+    assert lines[0] == f"model: {MINILM} (--model)", completed.stderr
+    assert lines[1:] and all(line.startswith("Indexing:") for line in lines[1:]), completed.stderr

@@ -161,8 +161,10 @@ def test_truncation_is_reported_once_with_a_count(
     assert short.max_length == 16
     with caplog.at_level(logging.WARNING, logger="youtu_rag.model.embedder"):
         vectors = short.encode_documents(["long text " * 50, "short", "another long one " * 30])
+        short.encode_documents(["长文本。" * 40])  # said once per embedder, counted every time
     warnings = [r.getMessage() for r in caplog.records if r.name == "youtu_rag.model.embedder"]
     assert warnings == ["2 of 3 texts exceed 16 tokens and were truncated"]
+    assert short.warning_counts() == {"truncated": 3}
     assert np.isfinite(vectors).all()
 
 

@@ -4,6 +4,7 @@ with the other adapters is in test_adapter_contract.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import chromadb
@@ -124,3 +125,26 @@ async def test_vector_store_index_async_retrieval(index: VectorStoreIndex) -> No
     retriever = index.as_retriever(similarity_top_k=2)
     results = await asyncio.gather(*(retriever.aretrieve(q) for q in QUESTIONS))
     assert [hits[0].node.node_id for hits in results] == list(QUESTIONS.values())
+
+
+def test_one_truncation_warning_for_a_whole_index(caplog: pytest.LogCaptureFixture) -> None:
+    """100 documents longer than MiniLM's 256 tokens, embedded in several batches: one warning,
+    and the count of every truncated text still available."""
+    from llama_index.core import Document
+
+    long_texts = [
+        f"Document {i}: masked mean pooling averages the text tokens only. " * 40
+        if i % 2
+        else f"第{i}篇。掩码平均池化只对文本的词元取平均。" * 60
+        for i in range(100)
+    ]
+    embedding = YoutuEmbedding(model_name=MINILM, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="youtu_rag"):
+        VectorStoreIndex.from_documents(
+            [Document(text=text) for text in long_texts], embed_model=embedding
+        )
+    warnings = [r.getMessage() for r in caplog.records if "were truncated" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].endswith("texts exceed 256 tokens and were truncated")
+    counts = embedding.embedder.warning_counts()
+    assert counts["truncated"] >= 100

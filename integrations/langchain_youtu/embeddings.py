@@ -7,6 +7,8 @@ anyone writing it into ``page_content``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 
@@ -29,7 +31,36 @@ class YoutuEmbeddings(EmbedderAdapter, Embeddings):
 
             embeddings = YoutuEmbeddings(model="sentence-transformers/all-MiniLM-L6-v2")
             vector = embeddings.embed_query("What is masked mean pooling?")
+
+    ``HuggingFaceEmbeddings`` code moves over by changing the import and the class name:
+    ``model_name=``, ``model_kwargs={"device": ...}`` and ``encode_kwargs`` with
+    ``normalize_embeddings=True``, ``batch_size`` or ``show_progress_bar`` mean here what they
+    mean there, and ``model_name`` reads back the model.
     """
+
+    def __init__(self, model: str | None = None, /, **options: Any) -> None:
+        """Validate the options and load the model (or connect to the server).
+
+        Args:
+            model: the model, positionally (the same as ``model=``).
+            **options: :class:`~youtu_rag.backends.settings.EmbedderSettings` options, and the
+                ``HuggingFaceEmbeddings`` spellings of them.
+
+        Raises:
+            pydantic.ValidationError: an option is unknown or invalid.
+            TypeError: the model is given both positionally and by keyword.
+        """
+        if model is not None:
+            if {"model", "model_name", "model_name_or_path"} & set(options):
+                raise TypeError("give the model once: positionally or by keyword")
+            options["model_name_or_path"] = model
+        super().__init__(**options)
+
+    @property
+    def model_name(self) -> str:
+        """The model, as ``HuggingFaceEmbeddings.model_name`` names it (e.g. for a cache
+        namespace)."""
+        return self.model_name_or_path
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents with the document instruction (none by default).

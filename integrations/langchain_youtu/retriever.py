@@ -1,12 +1,16 @@
 """YoutuRetriever: youtu-rag's Chroma store as a LangChain ``BaseRetriever``.
 
 Thin on purpose: embedding, filtering and MMR happen in :class:`youtu_rag.index.store.ChromaStore`;
-this class only turns hits into ``Document`` objects and honours ``k`` per call.
+this class only turns hits into ``Document`` objects and speaks LangChain's retriever vocabulary
+(``search_type`` and ``search_kwargs`` as ``VectorStore.as_retriever`` takes them), so a retriever
+built for ``langchain_chroma`` moves over with its options and returns the same documents.
+Options it does not know are refused, never ignored.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -15,9 +19,16 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
+from typing_extensions import Self
 
 from youtu_rag.index.store import ChromaStore, Hit
+
+SearchType = Literal["similarity", "mmr", "similarity_score_threshold"]
+#: ``search_kwargs`` keys, as ``VectorStore.as_retriever`` documents them for Chroma.
+SEARCH_KWARGS = ("k", "fetch_k", "lambda_mult", "filter", "score_threshold", "where_document")
+#: MMR candidates when ``fetch_k`` is not given: LangChain's default, so results match its own.
+DEFAULT_FETCH_K = 20
 
 
 def hit_to_document(hit: Hit) -> Document:
@@ -39,6 +50,11 @@ def hit_to_document(hit: Hit) -> Document:
 class YoutuRetriever(BaseRetriever):
     """Top-``k`` passages from a youtu-rag Chroma collection, best first.
 
+    Takes LangChain's retriever options (``search_type="mmr"``, ``search_kwargs={"k": 2,
+    "filter": {...}}``) or the same settings as fields (``k``, ``where``, ``mmr``, ...); a
+    setting given both ways must agree. ``invoke(query, k=..., filter=...)`` overrides any
+    ``search_kwargs`` key for one call.
+
     Example:
         .. code-block:: python
 
@@ -47,53 +63,117 @@ class YoutuRetriever(BaseRetriever):
             from langchain_youtu import YoutuRetriever
 
             store = ChromaStore.open(YoutuEmbedder(MINILM), persist_dir=".youtu_rag")
-            retriever = YoutuRetriever(store=store, k=4)
+            retriever = YoutuRetriever(store=store, search_type="mmr", search_kwargs={"k": 4})
             docs = retriever.invoke("What is masked mean pooling?", k=2)
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     store: ChromaStore
     """The collection to search, with the embedder that built it."""
+    search_type: SearchType = "similarity"
+    """``similarity``, ``mmr`` (diverse) or ``similarity_score_threshold`` (only hits scoring
+    at least ``score_threshold``)."""
+    search_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Any of ``k``, ``fetch_k``, ``lambda_mult``, ``filter``, ``score_threshold``,
+    ``where_document``, as ``as_retriever`` takes them."""
     k: int = Field(default=4, ge=1)
     """Passages per query; ``invoke(query, k=...)`` overrides it for one call."""
     where: dict[str, Any] | None = None
-    """Chroma metadata filter, e.g. ``{"source": "/docs/faq.md"}``."""
+    """Chroma metadata filter, e.g. ``{"source": "/docs/faq.md"}`` (``filter`` in
+    ``search_kwargs``)."""
+    where_document: dict[str, Any] | None = None
+    """Chroma document filter, e.g. ``{"$contains": "pooling"}``."""
     mmr: bool = False
-    """Re-rank by maximal marginal relevance for more diverse passages."""
-    fetch_k: int | None = None
-    """MMR candidates (default ``4 * k``)."""
+    """Re-rank by maximal marginal relevance (``search_type="mmr"``)."""
+    fetch_k: int | None = Field(default=None, ge=1)
+    """MMR candidates (default 20, as LangChain's)."""
     lambda_mult: float = Field(default=0.5, ge=0.0, le=1.0)
     """MMR trade-off: 1 is pure relevance, 0 pure diversity."""
+    score_threshold: float | None = None
+    """Drop hits whose cosine score is below it."""
+
+    @model_validator(mode="after")
+    def _one_meaning_per_setting(self) -> Self:
+        """Check ``search_kwargs`` and ``search_type`` against the fields, once, up front."""
+        self._options({})
+        return self
+
+    def _options(self, per_call: Mapping[str, Any]) -> dict[str, Any]:
+        """The :meth:`ChromaStore.search` keywords and the score threshold for one call."""
+        unknown = sorted(set(self.search_kwargs) - set(SEARCH_KWARGS))
+        if unknown:
+            raise ValueError(
+                f"search_kwargs {', '.join(unknown)} not understood; "
+                f"known: {', '.join(SEARCH_KWARGS)}"
+            )
+        fields = {
+            "k": self.k,
+            "filter": self.where,
+            "where_document": self.where_document,
+            "fetch_k": self.fetch_k,
+            "lambda_mult": self.lambda_mult,
+            "score_threshold": self.score_threshold,
+        }
+        defaults = {"k": 4, "lambda_mult": 0.5}
+        for key, value in self.search_kwargs.items():
+            field_value = fields[key]
+            if field_value not in (None, defaults.get(key)) and field_value != value:
+                name = "where" if key == "filter" else key
+                raise ValueError(
+                    f"{name}={field_value!r} and search_kwargs[{key!r}]={value!r} differ; give one"
+                )
+            fields[key] = value
+        if self.mmr and self.search_type == "similarity_score_threshold":
+            raise ValueError(f"mmr=True and search_type={self.search_type!r} differ; give one")
+        per_call = dict(per_call)
+        if "where" in per_call:
+            per_call["filter"] = per_call.pop("where")
+        unknown = sorted(set(per_call) - set(SEARCH_KWARGS))
+        if unknown:
+            raise TypeError(
+                f"invoke() does not take {', '.join(unknown)}; it takes "
+                f"{', '.join(SEARCH_KWARGS)} and where (= filter)"
+            )
+        fields.update(per_call)
+        if self.search_type == "similarity_score_threshold" and fields["score_threshold"] is None:
+            raise ValueError(
+                "search_type='similarity_score_threshold' needs search_kwargs['score_threshold']"
+            )
+        mmr = self.mmr or self.search_type == "mmr"
+        return {
+            "k": fields["k"],
+            "where": fields["filter"],
+            "where_document": fields["where_document"],
+            "mmr": mmr,
+            "fetch_k": (fields["fetch_k"] or DEFAULT_FETCH_K) if mmr else None,
+            "lambda_mult": fields["lambda_mult"],
+            "score_threshold": fields["score_threshold"],
+        }
 
     def _get_relevant_documents(
-        self,
-        query: str,
-        *,
-        run_manager: CallbackManagerForRetrieverRun,
-        k: int | None = None,
-        where: dict[str, Any] | None = None,
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **per_call: Any
     ) -> list[Document]:
-        hits = self.store.search(
-            query,
-            k=self.k if k is None else k,
-            where=self.where if where is None else where,
-            mmr=self.mmr,
-            fetch_k=self.fetch_k,
-            lambda_mult=self.lambda_mult,
-        )
+        options = self._options(per_call)
+        threshold = options.pop("score_threshold")
+        hits = self.store.search(query, **options)
+        if options["mmr"]:
+            # MMR chooses which passages; they come best first, as langchain_chroma returns them.
+            hits.sort(key=lambda hit: hit.score, reverse=True)
+        if threshold is not None:
+            hits = [hit for hit in hits if hit.score >= threshold]
         return [hit_to_document(hit) for hit in hits]
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **options: Any
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **per_call: Any
     ) -> list[Document]:
         # The model runs in a worker thread so the event loop stays free; the per-call options
-        # (k, where) are the sync method's, which checks them.
+        # are the sync method's, which checks them.
         documents: list[Document] = await run_in_executor(
             None,
             self._get_relevant_documents,
             query,
             run_manager=run_manager.get_sync(),
-            **options,
+            **per_call,
         )
         return documents

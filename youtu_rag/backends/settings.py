@@ -41,22 +41,25 @@ ALIASES = {
     "model": "model_name_or_path",
     "model_name": "model_name_or_path",
     "text_instruction": "document_instruction",
+    "show_progress_bar": "show_progress",
 }
+#: Keys of the Hugging Face classes' ``model_kwargs`` / ``encode_kwargs`` that mean what one
+#: of our options means, and that option.
+MODEL_KWARGS = {"device": "device", "trust_remote_code": "trust_remote_code"}
+ENCODE_KWARGS = {"batch_size": "batch_size", "show_progress_bar": "show_progress"}
+#: Options that say "L2-normalise the vectors", which ours always are: True is accepted.
+NORMALISE_OPTIONS = ("normalize", "normalize_embeddings")
 _NORMALISED = "vectors are always L2-normalised; drop it"
 _ONE_PROCESS = "not supported: the model runs in this process, on one device"
 #: Options of those classes with no counterpart here, and what to do instead.
 FOREIGN_OPTIONS = {
     "normalize": _NORMALISED,
     "normalize_embeddings": _NORMALISED,
-    "model_kwargs": "pass device= and dtype= directly: model_kwargs={'device': 'cuda'} is "
-    "device='cuda'",
-    "encode_kwargs": "pass batch_size= directly; vectors are always L2-normalised",
     "query_encode_kwargs": "pass batch_size= directly; the query instruction is query_instruction=",
     "cache_folder": "set HF_HOME, or pass a local directory as the model",
     "prompts": "use query_instruction= and document_instruction=",
     "default_prompt_name": "use query_instruction= and document_instruction=",
     "max_seq_length": "use max_length=",
-    "show_progress_bar": "use show_progress=",
     "truncate_dim": "not supported: vectors keep the model's full dimension",
     "multi_process": _ONE_PROCESS,
     "parallel_process": _ONE_PROCESS,
@@ -276,7 +279,7 @@ def canonical_options(model: type[BaseModel], data: Mapping[str, Any]) -> dict[s
         ValueError: an option is unknown (the message names our equivalent where there is
             one), or one is given twice under two names with two values.
     """
-    options = dict(data)
+    options = _unpack_huggingface_options(data)
     for alias, name in ALIASES.items():
         if alias not in options:
             continue
@@ -296,6 +299,52 @@ def canonical_options(model: type[BaseModel], data: Mapping[str, Any]) -> dict[s
             f"{', '.join(model.model_fields)}"
         )
     return options
+
+
+def _unpack_huggingface_options(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with the Hugging Face classes' ``model_kwargs`` and ``encode_kwargs`` spread
+    into our options, and a request to normalise (which we always do) dropped.
+
+    Raises:
+        ValueError: a key whose meaning we do not have (``normalize_embeddings=False``: ours
+            are always normalised; anything else unknown), naming it.
+    """
+    options = dict(data)
+    for group, known in (("model_kwargs", MODEL_KWARGS), ("encode_kwargs", ENCODE_KWARGS)):
+        given = options.pop(group, None)
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            raise ValueError(f"{group} must be a dict, got {type(given).__name__}")
+        entries = dict(given)
+        if group == "encode_kwargs":
+            _drop_normalise(entries, f"{group}[...]")
+        unknown = sorted(set(entries) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{group} {', '.join(map(repr, unknown))} not understood; {group} may hold "
+                f"{', '.join(known)}"
+                + (" and normalize_embeddings=True" if group == "encode_kwargs" else "")
+            )
+        for key, value in entries.items():
+            name = known[key]
+            if name in options and options[name] != value:
+                raise ValueError(f"{group}[{key!r}]={value!r} and {name}={options[name]!r} differ")
+            options[name] = value
+    _drop_normalise(options, "")
+    return options
+
+
+def _drop_normalise(options: dict[str, Any], where: str) -> None:
+    for key in NORMALISE_OPTIONS:
+        if key not in options:
+            continue
+        if options[key] is not True:
+            raise ValueError(
+                f"{where.replace('...', key) or key}={options[key]!r} is not supported: "
+                "youtu-rag vectors are always L2-normalised (pass True or leave it out)"
+            )
+        del options[key]
 
 
 class EmbedderAdapter(EmbedderSettings):

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from youtu_rag.model.embedder import validate_texts
 from youtu_rag.model.instructions import format_prefix, resolve_task
+from youtu_rag.model.notices import OnceWarnings
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ class TencentCloudEmbedder:
     """Embeddings from Tencent Cloud's ``GetEmbedding``, with the local embedder's interface.
 
     Texts go in calls of at most 7 (``batch_size``), up to ``concurrency`` calls in flight; a
-    text over 2000 characters is truncated, with one warning per :meth:`encode` call. Rate
+    text over 2000 characters is truncated, with one warning per embedder
+    (:meth:`warning_counts` counts them all). Rate
     limits, the service's internal errors and network failures are retried with exponential
     backoff and jitter, ``max_retries`` times; any other error is raised at once as a
     :class:`TencentCloudError` naming its code. Rows come back L2-normalised float32 in input
@@ -169,6 +171,7 @@ class TencentCloudEmbedder:
         self.total_tokens = 0
         self._dimension: int | None = None
         self._lock = threading.Lock()
+        self._notices = OnceWarnings(logger)
         self._local = threading.local()
         self._sdk = _import_sdk()
         self._credential = _credential(self._sdk, secret_id, secret_key)
@@ -207,6 +210,10 @@ class TencentCloudEmbedder:
             "timeout": self.timeout,
         }
 
+    def warning_counts(self) -> dict[str, int]:
+        """How often each warning happened, though each is logged once: ``"truncated"``."""
+        return self._notices.counts()
+
     def encode_queries(self, texts: str | Sequence[str]) -> np.ndarray:
         """Embed search queries: ``TextType=query`` with the instruction."""
         return self.encode(texts, text_type="query")
@@ -227,7 +234,9 @@ class TencentCloudEmbedder:
             return np.empty((0, self.dimension), dtype=np.float32)
         truncated = sum(1 for text in items if len(text) > MAX_CHARACTERS)
         if truncated:
-            logger.warning(
+            self._notices.warn(
+                "truncated",
+                truncated,
                 "%d of %d texts exceed %d characters and were truncated",
                 truncated,
                 len(items),

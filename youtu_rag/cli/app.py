@@ -29,6 +29,7 @@ app = typer.Typer(
     help="Index documents with Youtu-Embedding into Chroma, search them and ask a chat model.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 #: Control characters a document, a file name or a message may carry: C0 and C1 codes (ESC
@@ -99,12 +100,30 @@ def handle_errors(command: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
+class LogFormatter(logging.Formatter):
+    """``warning: MESSAGE``, as the CLI's own ``error:`` lines read; with -v the logger's name
+    follows the level. Never logging's default ``WARNING:youtu_rag.model.embedder:MESSAGE``."""
+
+    def __init__(self, *, verbose: bool) -> None:
+        """Name the logger in each line when ``verbose``."""
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One line: level in lower case, the logger's name under -v, the message."""
+        level = record.levelname.lower()
+        text = super().format(record)
+        return f"{level} ({record.name}): {text}" if self.verbose else f"{level}: {text}"
+
+
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
     """youtu-rag: Youtu-Embedding retrieval for RAG."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogFormatter(verbose=verbose))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
     if not verbose:
         # pypdf warns about each defect it recovers from or fails on; a file it cannot read is
         # reported once, as skipped, with the reason.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,9 +19,10 @@ from youtu_rag.cli.app import (
     err_console,
     handle_errors,
 )
-from youtu_rag.cli.options import JsonOption, KOption, ModelOptions, StoreOptions
+from youtu_rag.cli.options import CollectionModelOptions, JsonOption, KOption, StoreOptions
 from youtu_rag.cli.resources import (
     check_one_index,
+    choose_for_collection,
     connect_store,
     one_line,
     open_store,
@@ -29,12 +31,41 @@ from youtu_rag.cli.resources import (
 )
 
 if TYPE_CHECKING:
+    from youtu_rag.cli.resources import ChosenModel
     from youtu_rag.index.ingest import IngestReport
+    from youtu_rag.index.store import ChromaStore
 
 
 def _preview(text: str, width: int = 240) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+WhereOption = Annotated[
+    str | None,
+    typer.Option("--where", help='Chroma metadata filter as JSON: \'{"source": "/a/b.md"}\''),
+]
+MmrOption = Annotated[bool, typer.Option("--mmr", help="Diversify results (MMR).")]
+QueryInstructionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--query-instruction",
+        help="Query task text or a C-MTEB preset name instead of the one the collection "
+        "records ('' for none); document vectors do not depend on it.",
+    ),
+]
+
+
+def _say_model(store: ChromaStore, chosen: ChosenModel) -> None:
+    """On stderr: which model embeds, why, and a query instruction other than the recorded one."""
+    err_console.print(chosen.describe(), markup=False)
+    if store.query_prefix_change is not None:
+        recorded, used = store.query_prefix_change
+        err_console.print(
+            f"query prefix: {used!r} instead of the collection's {recorded!r} "
+            "(document vectors are unaffected)",
+            markup=False,
+        )
 
 
 def _parse_where(where: str | None) -> dict[str, Any] | None:
@@ -110,7 +141,7 @@ def index(
     ] = 0,
     *,
     store_options: StoreOptions,
-    model_options: ModelOptions,
+    model_options: CollectionModelOptions,
 ) -> None:
     """Chunk, embed and store files; re-runs write only what changed.
 
@@ -124,8 +155,11 @@ def index(
     if ray or ray_address is not None:
         from youtu_rag.backends.protocol import is_remote
 
-        model = model_options.model
         check_one_index(store_options)
+        if store_options.url is not None:
+            _require_ray()  # before the server is asked which model the collection has
+        chosen = choose_for_collection(store_options, model_options)
+        model = chosen.name
         if is_remote(model):
             raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")
         report = _index_on_ray(
@@ -146,7 +180,8 @@ def index(
         )
     else:
         find_files(paths)  # a mistyped path fails before the model loads
-        store = open_store(store_options, model_options, create=True)
+        store, chosen = open_store(store_options, model_options, create=True)
+        _say_model(store, chosen)
         with stop_on_ctrl_c() as stop:
             report = ingest(
                 store,
@@ -160,6 +195,8 @@ def index(
                 stop=stop,
             )
         warn_unknown_tokens(store.embedder, "the text indexed")
+    if ray or ray_address is not None:
+        err_console.print(chosen.describe(), markup=False)
     for entry in report.skipped:
         err_console.print(f"skipped {entry.path}: {entry.reason}", markup=False)
     if report.interrupted:
@@ -190,15 +227,21 @@ def index(
         raise typer.Exit(EXIT_SKIPPED)
 
 
+def _require_ray() -> None:
+    """Fail in one line, naming the extra, when Ray is not installed."""
+    try:
+        import youtu_rag.index.distributed  # noqa: F401  (imports Ray)
+    except ImportError as error:
+        raise RuntimeError(f"this needs Ray ({error}): pip install 'youtu-rag[ray]'") from error
+
+
 def ray_cluster(address: str | None) -> AbstractContextManager[None]:
     """Join or start a Ray cluster (extra ``ray``); Ray's own logs stay quiet without -v.
 
     Its errors still arrive: as exceptions, and a run that cannot go on fails.
     """
-    try:
-        from youtu_rag.index.distributed import ray_cluster as start_cluster
-    except ImportError as error:
-        raise RuntimeError(f"this needs Ray ({error}): pip install 'youtu-rag[ray]'") from error
+    _require_ray()
+    from youtu_rag.index.distributed import ray_cluster as start_cluster
 
     level = logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.ERROR
     logging.getLogger("ray.data").setLevel(level)  # Ray Data sets its own level
@@ -221,19 +264,24 @@ def _index_on_ray(
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: KOption = 4,
-    where: Annotated[
-        str | None,
-        typer.Option("--where", help='Chroma metadata filter as JSON: \'{"source": "/a/b.md"}\''),
-    ] = None,
-    mmr: Annotated[bool, typer.Option("--mmr", help="Diversify results (MMR).")] = False,
+    where: WhereOption = None,
+    mmr: MmrOption = False,
+    query_instruction: QueryInstructionOption = None,
     as_json: JsonOption = False,
     *,
     store_options: StoreOptions,
-    model_options: ModelOptions,
+    model_options: CollectionModelOptions,
 ) -> None:
-    """The passages closest to QUERY, with cosine similarity scores and sources."""
+    """The passages closest to QUERY, with cosine similarity scores and sources.
+
+    The model is the one the collection records, unless --model says otherwise (it must be the
+    same); the line "model: ..." on stderr says which, and where the choice came from.
+    """
     filters = _parse_where(where)
-    store = open_store(store_options, model_options, create=False)
+    store, chosen = open_store(
+        store_options, model_options, create=False, query_instruction=query_instruction
+    )
+    _say_model(store, chosen)
     hits = store.search(query, k=k, where=filters, mmr=mmr)
     warn_unknown_tokens(store.embedder, "the query")
     if as_json:
@@ -254,13 +302,26 @@ def ask(
         str | None,
         typer.Option(
             "--chat",
-            help="PROVIDER:MODEL for LangChain's init_chat_model, e.g. openai:gpt-4o-mini.",
+            help="PROVIDER:MODEL for LangChain's init_chat_model, e.g. openai:gpt-4o-mini; a "
+            "local OpenAI-compatible server works with OPENAI_BASE_URL=http://HOST:PORT/v1 and "
+            "--chat openai:NAME.",
         ),
     ] = None,
     k: KOption = 4,
+    where: WhereOption = None,
+    mmr: MmrOption = False,
+    stream: Annotated[
+        bool | None,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Print the answer as it arrives (default: when stdout is a terminal).",
+            show_default=False,
+        ),
+    ] = None,
+    query_instruction: QueryInstructionOption = None,
     *,
     store_options: StoreOptions,
-    model_options: ModelOptions,
+    model_options: CollectionModelOptions,
 ) -> None:
     """Answer QUESTION with a chat model from the retrieved passages, citing their sources.
 
@@ -268,10 +329,14 @@ def ask(
     """
     from youtu_rag.index.prompt import format_context, format_sources
 
+    filters = _parse_where(where)
     chat_model = None if chat is None else _chat_model(chat)
-    store = open_store(store_options, model_options, create=False)
+    store, chosen = open_store(
+        store_options, model_options, create=False, query_instruction=query_instruction
+    )
+    _say_model(store, chosen)
     if chat_model is None:
-        hits = store.search(question, k=k)
+        hits = store.search(question, k=k, where=filters, mmr=mmr)
         console.print(format_context(hits))
         err_console.print(
             "No chat model configured: pass --chat PROVIDER:MODEL (e.g. openai:gpt-4o-mini) "
@@ -282,12 +347,26 @@ def ask(
     from langchain_youtu import YoutuRetriever, create_rag_chain
     from langchain_youtu.chain import to_passages
 
-    result = create_rag_chain(YoutuRetriever(store=store, k=k), chat_model).invoke(question)
-    console.print(result["answer"])
-    console.print("\nSources:")
-    console.print(
-        format_sources(to_passages(result["sources"])),
+    retriever = YoutuRetriever(
+        store=store,
+        search_type="mmr" if mmr else "similarity",
+        search_kwargs={"k": k, "filter": filters},
     )
+    chain = create_rag_chain(retriever, chat_model)
+    if stream if stream is not None else sys.stdout.isatty():
+        sources: list[Any] = []
+        for chunk in chain.stream(question):
+            sources = chunk.get("sources", sources)
+            if "answer" in chunk:
+                console.print(chunk["answer"], end="")
+                console.file.flush()
+        console.print()
+    else:
+        result = chain.invoke(question)
+        console.print(result["answer"])
+        sources = result["sources"]
+    console.print("\nSources:")
+    console.print(format_sources(to_passages(sources)))
 
 
 def _chat_model(spec: str) -> Any:

@@ -19,6 +19,7 @@ from youtu_rag.cli.options import (
     JsonOption,
     ModelOption,
     ModelOptions,
+    model_or_default,
 )
 from youtu_rag.cli.resources import one_line
 from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE
@@ -50,7 +51,11 @@ def verify(
     model: ModelOption = DEFAULT_MODEL,
     device: DeviceOption = None,
     dtype: Annotated[
-        str, typer.Option("--dtype", help="The published scores are float32.")
+        str,
+        typer.Option(
+            "--dtype",
+            help="float32, float16 or bfloat16; the published scores are float32.",
+        ),
     ] = "float32",
     as_json: JsonOption = False,
 ) -> None:
@@ -62,6 +67,7 @@ def verify(
     from youtu_rag.measure.verify import TOLERANCE, WEATHER_DOCUMENTS, WEATHER_QUERY
     from youtu_rag.measure.verify import verify as run_verify
 
+    model = model_or_default(model)
     if is_remote(model):
         raise ValueError(f"verify checks a model loaded here, not an API: {model}")
     try:
@@ -112,17 +118,29 @@ def eval_command(
         ),
     ] = False,
     split: Annotated[str, typer.Option("--split", help="Which qrels/SPLIT.tsv to score.")] = "test",
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="Only the first N judged queries (qrels order), the documents judged for them "
+            "and the first 100*N other documents (corpus order) as distractors: a quick check; "
+            "scores are higher than on the whole corpus.",
+        ),
+    ] = None,
     as_json: EvalJsonOption = False,
     *,
     model_options: ModelOptions,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset, computed as MTEB computes them."""
     from youtu_rag.backends.protocol import create_embedder
-    from youtu_rag.measure.evaluation import evaluate, load_beir
+    from youtu_rag.measure.evaluation import evaluate, limit_queries, load_beir
 
     dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
+    if limit is not None:
+        dataset = limit_queries(dataset, limit)
     embedder = create_embedder(
-        model_options.model,
+        model_or_default(model_options.model),
         device=model_options.device,
         dtype=model_options.dtype,
         batch_size=batch_size,
@@ -135,7 +153,8 @@ def eval_command(
         return
     _print_rows(
         f"{embedder.model_name} on {beir} ({result['queries']} queries, "
-        f"{result['documents']} documents, {result['seconds']:.1f}s)",
+        f"{result['documents']} documents"
+        f"{', --limit subset' if limit is not None else ''}, {result['seconds']:.1f}s)",
         [
             {"metric": name, "value": value}
             for name, value in result.items()
@@ -189,6 +208,7 @@ def bench_encode_command(
     from youtu_rag.measure.bench import bench_encode, load_bench_texts
     from youtu_rag.model.random_checkpoint import UtuShape, build_random_utu
 
+    model = model_or_default(model)
     if is_remote(model):
         raise ValueError(f"bench encode times local inference; {model} runs in the cloud")
     if threads is not None:
@@ -276,7 +296,7 @@ def bench_serve_command(
     if input_type not in ("query", "document"):
         raise ValueError(f"--input-type must be query or document, got {input_type!r}")
     result = bench_serve(
-        model_options.model,
+        model_or_default(model_options.model),
         load_requests(beir, input_type, requests, texts_per_request),
         input_type=input_type,
         clients=tuple(clients or (1, 8, 32)),
@@ -411,6 +431,7 @@ def bench_index_command(
 
     from youtu_rag.measure.bench import bench_index, load_bench_texts
 
+    model = model_or_default(model)
     texts = load_bench_texts(beir, limit)
     start = time.perf_counter()
     with ray_cluster(ray_address):
@@ -466,7 +487,8 @@ def bench_chunking_command(
     from youtu_rag.cli.resources import load_embedder
     from youtu_rag.measure.bench_chunking import bench_chunking
 
-    embedder = load_embedder(ModelOptions(model=model, device="cpu"))
+    chosen = model_or_default(model)
+    embedder = load_embedder(chosen, ModelOptions(model=chosen, device="cpu"))
     result = bench_chunking(embedder, file, chunk_size=chunk_size, repeats=repeats)
     if as_json:
         typer.echo(json.dumps(result, indent=2))

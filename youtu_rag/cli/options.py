@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,22 +18,44 @@ from youtu_rag.model.defaults import YOUTU_EMBEDDING
 
 R = TypeVar("R")
 
+#: The environment variable naming the model when neither ``--model`` nor a collection does.
+MODEL_ENV = "YOUTU_RAG_MODEL"
+_MODEL_HELP = (
+    "Hub id or local directory of the embedding model, or tencent-cloud:MODEL for the Tencent "
+    "Cloud API (credentials from TENCENTCLOUD_SECRET_ID / _KEY)."
+)
 ModelOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--model",
         "-m",
-        help="Hub id or local directory of the embedding model, or tencent-cloud:MODEL for "
-        "the Tencent Cloud API (credentials from TENCENTCLOUD_SECRET_ID / _KEY).",
+        # A \b paragraph is not rewrapped: the model name is never cut at its hyphen.
+        help=f"{_MODEL_HELP}\n\n\b\nDefault: {MODEL_ENV} if set,\nelse {YOUTU_EMBEDDING}.",
+        show_default=False,
+    ),
+]
+#: ``--model`` of the commands that open a collection: by default, the collection's own.
+CollectionModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help=f"{_MODEL_HELP}\n\n\b\nDefault: the collection's model; for a\nnew "
+        f"collection {MODEL_ENV} if set,\nelse {YOUTU_EMBEDDING}.",
+        show_default=False,
     ),
 ]
 DeviceOption = Annotated[
     str | None, typer.Option("--device", help="cuda, mps or cpu (default: the best available).")
 ]
 DtypeOption = Annotated[
-    str | None, typer.Option("--dtype", help="float32 or bfloat16 (default: bf16 on CUDA).")
+    str | None,
+    typer.Option(
+        "--dtype", help="float32, float16 or bfloat16 (default: bfloat16 on CUDA, else float32)."
+    ),
 ]
-DEFAULT_MODEL = YOUTU_EMBEDDING
+#: ``--model`` not given: the collection's model, else :data:`MODEL_ENV`, else Youtu-Embedding.
+DEFAULT_MODEL = None
 
 
 @dataclass(frozen=True)
@@ -53,14 +76,28 @@ class StoreOptions:
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Which embedding model, on which device, in which dtype."""
+    """Which embedding model, on which device, in which dtype; ``model`` None when not given."""
 
     model: ModelOption = DEFAULT_MODEL
     device: DeviceOption = None
     dtype: DtypeOption = None
 
 
-_OPTION_GROUPS = (StoreOptions, ModelOptions)
+@dataclass(frozen=True)
+class CollectionModelOptions(ModelOptions):
+    """:class:`ModelOptions` of a command over a collection: the model defaults to its own."""
+
+    model: CollectionModelOption = DEFAULT_MODEL
+
+
+def model_or_default(model: str | None) -> str:
+    """``--model`` when given, else :data:`MODEL_ENV` when set, else Youtu-Embedding."""
+    if model is not None:
+        return model
+    return os.environ.get(MODEL_ENV, "").strip() or YOUTU_EMBEDDING
+
+
+_OPTION_GROUPS = (StoreOptions, ModelOptions, CollectionModelOptions)
 
 
 def option_groups(command: Callable[..., R]) -> Callable[..., R]:

@@ -4,20 +4,22 @@ work starts."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from youtu_rag.cli.app import err_console
-from youtu_rag.cli.options import ModelOptions, StoreOptions
+from youtu_rag.cli.options import MODEL_ENV, ModelOptions, StoreOptions, model_or_default
 
 if TYPE_CHECKING:
     from youtu_rag.backends.protocol import Embedder
-    from youtu_rag.index.store import ChromaStore
+    from youtu_rag.index.store import ChromaStore, CollectionInfo
     from youtu_rag.model.resolution import ResolvedModel
 
 
@@ -70,6 +72,93 @@ def model_not_found(model: str) -> Iterator[None]:
         ) from error
 
 
+#: What a collection records about its embedder besides the model name, as embedder options.
+#: Only rules that shape vectors: never where texts go (a server URL, an API endpoint) nor
+#: whether model code runs (``trust_remote_code`` follows the model's profile alone).
+RECORDED_RULES = (
+    "query_instruction",
+    "document_instruction",
+    "pooling",
+    "pooling_mode",
+    "max_length",
+    "attention",
+)
+
+
+@dataclass(frozen=True)
+class ChosenModel:
+    """The model a command embeds with, the rules it follows, and where the choice came from."""
+
+    name: str
+    origin: str
+    rules: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """``model: NAME (ORIGIN)``, the line commands print before their results."""
+        return f"model: {self.name} ({self.origin})"
+
+
+def choose_model(
+    info: CollectionInfo | None, given: str | None, *, query_instruction: str | None = None
+) -> ChosenModel:
+    """``--model`` when given, else the model the collection records, else ``YOUTU_RAG_MODEL``,
+    else Youtu-Embedding; with the rules the collection records when it is that model.
+
+    A ``--model`` other than the collection's is not refused here: :func:`open_store` refuses
+    it, naming both, before anything loads.
+
+    Args:
+        info: the collection, None when there is none yet.
+        given: ``--model``, None when not given.
+        query_instruction: a query instruction replacing the recorded one (documents keep
+            theirs).
+
+    Returns:
+        The choice.
+    """
+    recorded = None if info is None else info.model
+    if given is not None:
+        chosen = ChosenModel(given, "--model")
+    elif recorded is not None and info is not None:
+        chosen = ChosenModel(recorded, f"recorded in collection {info.name!r}")
+    elif os.environ.get(MODEL_ENV, "").strip():
+        chosen = ChosenModel(model_or_default(None), MODEL_ENV)
+    else:
+        chosen = ChosenModel(model_or_default(None), "the default")
+    if info is not None and chosen.name == recorded:
+        chosen.rules.update(_recorded_rules(info))
+    if query_instruction is not None:
+        chosen.rules["query_instruction"] = query_instruction
+    return chosen
+
+
+def _recorded_rules(info: CollectionInfo) -> dict[str, Any]:
+    """The collection's stored embedding-function options that shape vectors (a local model's
+    only: a remote one's are its provider's)."""
+    from youtu_rag.backends.protocol import is_remote
+
+    stored = info.embedding_function
+    if not isinstance(stored, Mapping) or info.model is None or is_remote(info.model):
+        return {}
+    config = stored.get("config")
+    if stored.get("name") != "youtu_rag" or not isinstance(config, Mapping):
+        return {}
+    if config.get("model_name_or_path") != info.model or "base_url" in config:
+        return {}
+    return {key: config[key] for key in RECORDED_RULES if config.get(key) is not None}
+
+
+def load_embedder(
+    model: str, options: ModelOptions, rules: Mapping[str, Any] | None = None
+) -> Embedder:
+    """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
+    from youtu_rag.backends.protocol import create_embedder
+
+    check_model_path(model)
+    with model_not_found(model):
+        return create_embedder(model, device=options.device, dtype=options.dtype, **(rules or {}))
+
+
 def resolve_model_option(model: str) -> ResolvedModel:
     """The --model resolved once (its files read, no weights loaded), or one line saying why
     it cannot be."""
@@ -80,28 +169,61 @@ def resolve_model_option(model: str) -> ResolvedModel:
         return describe_model(model)
 
 
-def load_embedder(options: ModelOptions) -> Embedder:
-    """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
-    from youtu_rag.backends.protocol import create_embedder
-
-    model = options.model
-    check_model_path(model)
-    with model_not_found(model):
-        return create_embedder(model, device=options.device, dtype=options.dtype)
-
-
-def open_store(store: StoreOptions, model: ModelOptions, *, create: bool) -> ChromaStore:
+def open_store(
+    store: StoreOptions,
+    model: ModelOptions,
+    *,
+    create: bool,
+    query_instruction: str | None = None,
+) -> tuple[ChromaStore, ChosenModel]:
     """Connect and check first: a wrong URL, an unknown collection or another model's index
-    fails before a model loads."""
+    fails before a model loads, and a model that cannot load fails before a new database is
+    made (no empty ``chroma.sqlite3`` left by a typo).
+
+    Args:
+        store: where the collection is.
+        model: ``--model`` (None: the collection's), device and dtype.
+        create: make the database and collection when missing (``index``).
+        query_instruction: embed queries with this instruction instead of the recorded one;
+            document vectors do not depend on it, so it is allowed for reading commands only.
+
+    Returns:
+        The store, and the model it embeds with.
+    """
     from youtu_rag.index.store import ChromaStore, CollectionNotFoundError, check_model, describe
 
-    client = connect_store(store, create=create)
+    client = None
+    info = None
     try:
-        check_model(describe(client, store.collection), resolve_model_option(model.model))
+        client = connect_store(store, create=False)
+        info = describe(client, store.collection)
     except CollectionNotFoundError:
         if not create:
             raise
-    return ChromaStore(load_embedder(model), client, store.collection, create=create)
+    chosen = choose_model(info, model.model, query_instruction=query_instruction)
+    if info is not None:
+        check_model(info, resolve_model_option(chosen.name))
+    embedder = load_embedder(chosen.name, model, chosen.rules)
+    if client is None:
+        client = connect_store(store, create=True)
+    opened = ChromaStore(
+        embedder, client, store.collection, create=create, query_may_differ=not create
+    )
+    return opened, chosen
+
+
+def choose_for_collection(store: StoreOptions, model: ModelOptions) -> ChosenModel:
+    """:func:`choose_model` for a collection that may not exist yet, loading no model; with
+    ``--model`` given, without connecting (whoever opens the collection checks it)."""
+    from youtu_rag.index.store import CollectionNotFoundError, describe
+
+    if model.model is not None:
+        return choose_model(None, model.model)
+    try:
+        info = describe(connect_store(store, create=False), store.collection)
+    except CollectionNotFoundError:
+        info = None
+    return choose_model(info, model.model)
 
 
 def check_one_index(store: StoreOptions) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from youtu_rag.cli.app import app, err_console, handle_errors
-from youtu_rag.cli.options import ModelOptions
+from youtu_rag.cli.options import ModelOptions, model_or_default
 from youtu_rag.cli.resources import check_model_path
 from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
 
@@ -93,6 +93,15 @@ def serve(
             help="Environment variable holding the API key clients must send as a bearer token.",
         ),
     ] = None,
+    default_input_type: Annotated[
+        str,
+        typer.Option(
+            "--default-input-type",
+            help="query or document: how to embed a request that names neither (no "
+            "input_type field, no MODEL:query / MODEL:document alias), for clients that cannot "
+            "say it, e.g. a Chroma OpenAIEmbeddingFunction used for queries only.",
+        ),
+    ] = "document",
     threads: Annotated[
         int | None,
         typer.Option(
@@ -115,13 +124,17 @@ def serve(
     from youtu_rag.serve.app import BatchingOptions, EmbeddingService, ServerLimits
     from youtu_rag.serve.app import serve as run_server
 
-    model = model_options.model
+    model = model_or_default(model_options.model)
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env, "")
         if not api_key.strip():
             raise ValueError(f"--api-key-env {api_key_env}: that environment variable is empty")
     check_model_path(model)
+    if default_input_type not in ("query", "document"):
+        raise ValueError(
+            f"--default-input-type must be query or document, got {default_input_type!r}"
+        )
     if threads is not None:
         torch.set_num_threads(threads)
 
@@ -162,10 +175,12 @@ def serve(
             max_wait_ms=max_wait_ms, max_requests_per_batch=max_requests_per_batch
         ),
         api_key=api_key,
+        default_input_type="query" if default_input_type == "query" else "document",
     )
     logging.getLogger("youtu_rag").setLevel(logging.INFO)
     err_console.print(
-        f"Serving {model} on http://{host}:{port}/v1 (loading; GET /health says when ready)",
+        f"Serving {model} on http://{host}:{port}/v1 (loading; GET /health says when ready); "
+        f"requests that name no input type are embedded as {default_input_type}s",
         markup=False,
         highlight=False,
         soft_wrap=True,

@@ -14,6 +14,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,12 +36,12 @@ from youtu_rag.index.defaults import DEFAULT_COLLECTION as DEFAULT_COLLECTION
 from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR as DEFAULT_PERSIST_DIR
 from youtu_rag.index.destinations import check_destination, stored_destination
 from youtu_rag.index.fingerprint import (
+    BACKEND_KEY,
     DIMENSION_KEY,
     DOCUMENT_PREFIX_KEY,
     MODEL_KEY,
     POOLING_KEY,
     QUERY_PREFIX_KEY,
-    differences,
     records_fingerprint,
 )
 from youtu_rag.index.fingerprint import fingerprint as fingerprint
@@ -291,7 +292,7 @@ def check_model(info: CollectionInfo, model: ResolvedModel) -> None:
     if info.model is not None and info.model != model_name:
         raise ModelMismatchError(
             f"collection {info.name!r} was built with model {info.model!r}, not {model_name!r}; "
-            f"use --model {info.model} or another --collection"
+            "leave out --model to use the collection's, or pass another --collection"
         )
     check_stored_function(
         info.name,
@@ -528,6 +529,7 @@ class ChromaStore(ChromaRecords):
         name: str = DEFAULT_COLLECTION,
         *,
         create: bool = True,
+        query_may_differ: bool = False,
     ) -> None:
         """Open (or create) the collection and check that this embedder made it.
 
@@ -536,6 +538,9 @@ class ChromaStore(ChromaRecords):
             client: a client from :func:`connect`.
             name: the collection.
             create: create it if missing.
+            query_may_differ: accept an embedder whose query instruction alone differs from
+                the collection's (document vectors do not depend on it): to try another
+                instruction on an existing index. :attr:`query_prefix_change` says so.
 
         Raises:
             CollectionNotFoundError: it is missing and ``create`` is false.
@@ -543,6 +548,8 @@ class ChromaStore(ChromaRecords):
             StoreError: it is not in cosine space.
         """
         self.embedder = embedder
+        self.query_prefix_change: tuple[str, str] | None = None
+        """(recorded, used) when the query instruction differs from the collection's."""
         function = YoutuEmbeddingFunction.from_embedder(embedder)
         expected = fingerprint(embedder)
         if create:
@@ -556,7 +563,7 @@ class ChromaStore(ChromaRecords):
         else:
             collection = _get_collection(client, name, function)
         super().__init__(client, collection)
-        self._check(expected)
+        self._check(expected, query_may_differ=query_may_differ)
 
     @classmethod
     def open(
@@ -588,7 +595,7 @@ class ChromaStore(ChromaRecords):
     def __repr__(self) -> str:
         return f"ChromaStore({self.name!r}, model={self.embedder.model_name!r})"
 
-    def _check(self, expected: Mapping[str, str | int]) -> None:
+    def _check(self, expected: Mapping[str, str | int], *, query_may_differ: bool) -> None:
         """Refuse a collection made by another embedder, or not in cosine space."""
         configuration = self.collection.configuration_json or {}
         index = configuration.get("hnsw") or configuration.get("spann") or {}
@@ -604,13 +611,18 @@ class ChromaStore(ChromaRecords):
                 f"collection {self.name!r} was not made by youtu-rag (it records no embedding "
                 "model); index into another --collection"
             )
-        different = differences(recorded, expected)
-        if different:
-            raise ModelMismatchError(
-                f"collection {self.name!r} was built with model {recorded.get(MODEL_KEY)!r}, "
-                f"not {expected[MODEL_KEY]!r} (index vs embedder: {'; '.join(different)}); "
-                f"use --model {recorded.get(MODEL_KEY)} or another --collection"
-            )
+        recorded[BACKEND_KEY] = _recorded_backend(recorded)
+        differences = {
+            key: (recorded.get(key), value)
+            for key, value in expected.items()
+            if recorded.get(key) != value
+        }
+        if query_may_differ and set(differences) == {QUERY_PREFIX_KEY}:
+            was, now = differences.pop(QUERY_PREFIX_KEY)
+            self.query_prefix_change = (str(was), str(now))
+            logger.info("query prefix %r instead of the collection's %r", now, was)
+        if differences:
+            raise ModelMismatchError(mismatch_message(self.name, recorded, differences))
         embedder = self.embedder
         check_stored_function(
             self.name,
@@ -658,6 +670,54 @@ class ChromaStore(ChromaRecords):
             )
         return self.write(ids, items, metadatas, vectors)
 
+    def add_documents(self, documents: Iterable[Any]) -> list[str]:
+        """Embed and write LangChain ``Document``s (anything with ``page_content`` and
+        ``metadata``), as ``langchain_chroma.Chroma.add_documents`` does.
+
+        Args:
+            documents: each one's ``id`` is kept when set, else a new UUID is given.
+
+        Returns:
+            The ids written, in order.
+
+        Raises:
+            TypeError: a document's text is not a string (the message names its index).
+            ValueError: a document's text is empty.
+        """
+        items = list(documents)
+        ids = [str(getattr(item, "id", None) or uuid.uuid4()) for item in items]
+        texts = [getattr(item, "page_content", None) for item in items]
+        metadatas = [_flat_metadata(getattr(item, "metadata", None)) for item in items]
+        self.upsert(ids, cast(Any, texts), metadatas)
+        return ids
+
+    def add_nodes(self, nodes: Iterable[Any]) -> list[str]:
+        """Embed and write LlamaIndex nodes (anything with ``get_content()``, ``metadata`` and
+        ``node_id``), keeping each node's id and, as ``ref_doc_id``, its source document's.
+
+        Args:
+            nodes: text nodes, e.g. from a ``SentenceSplitter`` or an ``IngestionPipeline``.
+
+        Returns:
+            The ids written (the node ids), in order.
+
+        Raises:
+            TypeError: a node's text is not a string (the message names its index).
+            ValueError: a node's text is empty.
+        """
+        items = list(nodes)
+        ids = [str(item.node_id) for item in items]
+        texts = [item.get_content() for item in items]
+        metadatas = []
+        for item in items:
+            metadata = _flat_metadata(getattr(item, "metadata", None))
+            source_document = getattr(item, "ref_doc_id", None)
+            if source_document is not None:
+                metadata["ref_doc_id"] = str(source_document)
+            metadatas.append(metadata)
+        self.upsert(ids, texts, metadatas)
+        return ids
+
     def search(
         self,
         query: str,
@@ -667,6 +727,7 @@ class ChromaStore(ChromaRecords):
         mmr: bool = False,
         fetch_k: int | None = None,
         lambda_mult: float = 0.5,
+        where_document: Mapping[str, Any] | None = None,
     ) -> list[Hit]:
         """The ``k`` best passages for ``query``, best first, optionally filtered by metadata.
 
@@ -677,6 +738,7 @@ class ChromaStore(ChromaRecords):
             mmr: re-rank the ``fetch_k`` nearest candidates by maximal marginal relevance.
             fetch_k: MMR candidates (default ``4 * k``).
             lambda_mult: MMR trade-off, relevance (1) against diversity (0).
+            where_document: a Chroma document filter, e.g. ``{"$contains": "pooling"}``.
 
         Returns:
             Up to ``k`` hits with cosine scores.
@@ -701,6 +763,7 @@ class ChromaStore(ChromaRecords):
                 query_embeddings=[query_vector],
                 n_results=min(wanted, available),
                 where=None if where is None else dict(where),
+                where_document=None if where_document is None else cast(Any, dict(where_document)),
                 include=include,
             )
         ids = result["ids"][0]
@@ -721,6 +784,59 @@ class ChromaStore(ChromaRecords):
             order = maximal_marginal_relevance(query_vector, candidates, k, lambda_mult)
             return [hits[i] for i in order]
         return hits
+
+
+def _flat_metadata(metadata: object) -> dict[str, str | int | float | bool]:
+    """The scalar entries of a document's metadata: what Chroma can store and filter on.
+
+    Raises:
+        TypeError: an entry holds a list, dict or other object Chroma cannot store.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    flat: dict[str, str | int | float | bool] = {}
+    for key, value in metadata.items():
+        if value is None:
+            continue
+        if not isinstance(value, str | int | float | bool):
+            raise TypeError(
+                f"metadata {key!r} is a {type(value).__name__}; Chroma stores str, int, float "
+                "and bool values only"
+            )
+        flat[str(key)] = value
+    return flat
+
+
+def mismatch_message(
+    collection: str, recorded: Mapping[str, Any], differences: Mapping[str, tuple[Any, Any]]
+) -> str:
+    """Why an embedder cannot use a collection, naming only what differs.
+
+    Args:
+        collection: its name.
+        recorded: its fingerprint metadata.
+        differences: fingerprint key to (recorded, embedder's) values that differ.
+
+    Returns:
+        The message, with advice that fits: another model, or the same model with other rules.
+    """
+    listed = "index vs embedder: " + "; ".join(
+        f"{key.removeprefix('youtu_rag:')} {was!r} vs {now!r}"
+        for key, (was, now) in differences.items()
+    )
+    if MODEL_KEY in differences:
+        was, now = differences[MODEL_KEY]
+        return (
+            f"collection {collection!r} was built with model {was!r}, not {now!r} ({listed}); "
+            f"use model {was} (the CLI's default for this collection) or another collection"
+        )
+    return (
+        f"collection {collection!r} was built with model {recorded.get(MODEL_KEY)!r} under "
+        f"other rules ({listed}); open it with the rules it records (the CLI does when "
+        "--model is not given) or index into another collection"
+    )
 
 
 def maximal_marginal_relevance(

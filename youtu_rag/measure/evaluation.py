@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import math
 import tempfile
@@ -162,6 +163,47 @@ def load_beir(directory: str | Path, split: str = "test") -> BeirDataset:
         )
     queries = {query_id: all_queries[query_id] for query_id in qrels}
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels)
+
+
+#: Corpus documents ``limit_queries`` keeps per kept query besides the judged ones.
+DISTRACTORS_PER_QUERY = 100
+
+
+def limit_queries(dataset: BeirDataset, limit: int) -> BeirDataset:
+    """A quick subset: the first ``limit`` judged queries, in ``qrels`` file order; every
+    document judged for them (any score); and, as distractors, the first
+    ``DISTRACTORS_PER_QUERY * limit`` other documents in ``corpus.jsonl`` order.
+
+    Scores on it are higher than on the whole corpus (fewer documents compete): use it to check
+    that a setup works, and compare figures only between runs with the same ``limit``.
+
+    Args:
+        dataset: from :func:`load_beir`.
+        limit: queries to keep, at least 1.
+
+    Returns:
+        The subset; the whole dataset when it has no more than ``limit`` queries.
+
+    Raises:
+        ValueError: ``limit`` below 1.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    query_ids = list(dataset.queries)[:limit]
+    if len(query_ids) == len(dataset.queries):
+        return dataset
+    judged = {doc_id for query_id in query_ids for doc_id in dataset.qrels[query_id]}
+    others = (doc_id for doc_id in dataset.corpus if doc_id not in judged)
+    distractors = set(itertools.islice(others, DISTRACTORS_PER_QUERY * len(query_ids)))
+    return BeirDataset(
+        corpus={
+            doc_id: text
+            for doc_id, text in dataset.corpus.items()
+            if doc_id in judged or doc_id in distractors
+        },
+        queries={query_id: dataset.queries[query_id] for query_id in query_ids},
+        qrels={query_id: dataset.qrels[query_id] for query_id in query_ids},
+    )
 
 
 # --- metrics (trec_eval semantics) -------------------------------------------------------------

@@ -23,6 +23,7 @@ from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from youtu_rag.model.defaults import DEFAULT_MAX_BATCH_TOKENS as DEFAULT_MAX_BATCH_TOKENS
 from youtu_rag.model.instructions import Side, format_prefix, resolve_task
 from youtu_rag.model.loading import Backbone, load_backbone, resolve_device, resolve_dtype
+from youtu_rag.model.notices import OnceWarnings
 from youtu_rag.model.pooling import PoolingMode, l2_normalize, pool, text_mask
 from youtu_rag.model.profiles import YOUTU_EMBEDDING, ModelProfile, Pooling, override
 from youtu_rag.model.quiet import quiet_model_loading
@@ -168,6 +169,7 @@ class YoutuEmbedder:
         self.document_prefix = format_prefix(self.document_task, self.profile.prefix_template)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
+        self._notices = OnceWarnings(logger)
         self.show_progress = show_progress
         resolved_device = resolve_device(device)
         with quiet_model_loading():
@@ -287,7 +289,8 @@ class YoutuEmbedder:
     def encode(self, texts: str | Sequence[str], prefix: str = "") -> np.ndarray:
         """Embed ``prefix + text`` for each text, pooled by the profile's rules.
 
-        Texts longer than ``max_length`` tokens are truncated, with one warning per call.
+        Texts longer than ``max_length`` tokens are truncated, with one warning per embedder
+        (:meth:`warning_counts` counts them all).
 
         Args:
             texts: one text or a sequence of them.
@@ -319,7 +322,9 @@ class YoutuEmbedder:
         truncated = sum(1 for encoding in encodings if encoding.overflowing)
         del encodings
         if truncated:
-            logger.warning(
+            self._notices.warn(
+                "truncated",
+                truncated,
                 "%d of %d texts exceed %d tokens and were truncated",
                 truncated,
                 len(items),
@@ -343,8 +348,12 @@ class YoutuEmbedder:
                     if len(rows) == 1:
                         raise
                     cap = max(1, len(rows) // 2)
-                    logger.warning(
-                        "out of memory at %d texts per batch; retrying %d", len(rows), cap
+                    self._notices.warn(
+                        "out_of_memory",
+                        1,
+                        "out of memory at %d texts per batch; retrying %d",
+                        len(rows),
+                        cap,
                     )
                     if self.backbone.device.type == "cuda":
                         torch.cuda.empty_cache()
@@ -360,6 +369,11 @@ class YoutuEmbedder:
         counts as text, special tokens do not; see :class:`UnknownTokens`)."""
         with self._unknown_lock:
             return self._unknown
+
+    def warning_counts(self) -> dict[str, int]:
+        """How often each warning happened in this embedder, though each is logged only once:
+        ``"truncated"`` (texts cut at ``max_length``), ``"out_of_memory"`` (batches halved)."""
+        return self._notices.counts()
 
     def token_counts(self, texts: str | Sequence[str], prefix: str = "") -> TokenCounts:
         """Tokens each ``prefix + text`` takes in a forward pass, as :meth:`encode` cuts them."""

@@ -52,6 +52,38 @@ class Backbone:
     attention: Attention | None = None
 
 
+class DeviceUnavailableError(RuntimeError):
+    """The device asked for does not exist here; the message says why in one sentence.
+
+    A RuntimeError, not a ValueError: pydantic passes it through the adapters' validation as it
+    is instead of wrapping it in a ValidationError.
+    """
+
+
+def check_available(device: torch.device) -> None:
+    """Refuse a CUDA or MPS device this torch build or this machine does not have, before
+    torch fails deep inside model loading with an assertion.
+
+    Raises:
+        DeviceUnavailableError: the device is missing, with the reason and what to do.
+    """
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = (
+            "no CUDA GPU is visible to it"
+            if torch.version.cuda is not None
+            else "it was built without CUDA"
+        )
+        raise DeviceUnavailableError(
+            f"device {str(device)!r} is not available: this torch ({torch.__version__}) "
+            f"cannot use CUDA because {why}; use device='cpu' or leave the device unset"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailableError(
+            f"device 'mps' is not available with this torch ({torch.__version__}) on this "
+            "machine; use device='cpu' or leave the device unset"
+        )
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """The given device, else CUDA, then MPS, then CPU.
 
@@ -60,9 +92,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
     Returns:
         The device.
+
+    Raises:
+        DeviceUnavailableError: the device is named but this torch or machine has none.
     """
     if device is not None:
-        return torch.device(device)
+        chosen = torch.device(device)
+        check_available(chosen)
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():

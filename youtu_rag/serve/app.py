@@ -7,8 +7,10 @@ batched together (:mod:`youtu_rag.serve.batching`) and embedded by the same
 :class:`YoutuEmbedder` as in process, so the vectors are the ones a local embedder returns.
 
 Queries and documents differ (the query instruction): a request says which with ``input_type``
-(``"query"`` or ``"document"``, the default), or through the model aliases ``<model>:query`` and
-``<model>:document`` for clients that cannot add a field.
+(``"query"`` or ``"document"``), or through the model aliases ``<model>:query`` and
+``<model>:document`` for clients that cannot add a field; a request that says neither gets the
+server's default input type (``document`` unless started with ``--default-input-type query``, for
+a client such as Chroma's ``OpenAIEmbeddingFunction`` that only ever sends queries to it).
 
 Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``. The server starts
 listening at once and loads the model in the background: ``/health`` answers 503 until it is
@@ -156,9 +158,16 @@ class EmbeddingService:
         limits: ServerLimits | None = None,
         batching: BatchingOptions | None = None,
         api_key: str | None = None,
+        default_input_type: InputType = "document",
     ) -> None:
         if api_key is not None and not api_key.strip():
             raise ValueError("the API key is empty")
+        if default_input_type not in ("query", "document"):
+            raise ValueError(
+                f"default_input_type must be 'query' or 'document', got {default_input_type!r}"
+            )
+        #: What a request that names no input type (field or model alias) is embedded as.
+        self.default_input_type: InputType = default_input_type
         self.load = load
         self.limits = limits or ServerLimits()
         self.batching = batching or BatchingOptions()
@@ -261,6 +270,7 @@ class EmbeddingService:
                 **base,
                 "id": name,
                 "input_type": None,
+                "default_input_type": self.default_input_type,
                 "dimension": embedder.dimension,
                 "max_length": embedder.max_length,
                 "query_prefix": embedder.query_prefix,
@@ -444,7 +454,8 @@ class EmbeddingService:
         return bytes(body)
 
     def _input_type(self, parsed: EmbeddingRequest, served: str) -> InputType:
-        """``input_type``, else the model alias's, else ``document``; a conflict is an error."""
+        """``input_type``, else the model alias's, else the server's default; a conflict is an
+        error."""
         from_alias: InputType | None = None
         if parsed.model is not None and parsed.model != served:
             if parsed.model == f"{served}:query":
@@ -464,7 +475,7 @@ class EmbeddingService:
                 f"input_type {parsed.input_type!r} contradicts model {parsed.model!r}",
                 "conflicting_input_type",
             )
-        return parsed.input_type or from_alias or "document"
+        return parsed.input_type or from_alias or self.default_input_type
 
     def _texts(self, parsed: EmbeddingRequest) -> list[str]:
         if parsed.dimensions is not None:

@@ -17,6 +17,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field
 
+from youtu_rag.index.fusion import DEFAULT_MODE, SearchMode
 from youtu_rag.index.store import ChromaStore, Hit
 
 
@@ -65,6 +66,8 @@ class YoutuRetriever(BaseRetriever):
     """MMR candidates (default ``4 * k``)."""
     lambda_mult: float = Field(default=0.5, ge=0.0, le=1.0)
     """MMR trade-off: 1 is pure relevance, 0 pure diversity."""
+    mode: SearchMode = DEFAULT_MODE
+    """``hybrid`` (dense and BM25 fused), ``dense`` or ``lexical``; see ``ChromaStore.search``."""
 
     def _get_relevant_documents(
         self,
@@ -81,6 +84,7 @@ class YoutuRetriever(BaseRetriever):
             mmr=self.mmr,
             fetch_k=self.fetch_k,
             lambda_mult=self.lambda_mult,
+            mode=self.mode,
         )
         return [hit_to_document(hit) for hit in hits]
 

@@ -18,7 +18,14 @@ from youtu_rag.cli.app import (
     err_console,
     handle_errors,
 )
-from youtu_rag.cli.options import JsonOption, KOption, ModelOptions, StoreOptions
+from youtu_rag.cli.options import (
+    DEFAULT_MODE,
+    JsonOption,
+    KOption,
+    ModelOptions,
+    ModeOption,
+    StoreOptions,
+)
 from youtu_rag.cli.resources import connect_store, one_line, open_store, stop_on_ctrl_c
 
 if TYPE_CHECKING:
@@ -186,23 +193,40 @@ def search(
         typer.Option("--where", help='Chroma metadata filter as JSON: \'{"source": "/a/b.md"}\''),
     ] = None,
     mmr: Annotated[bool, typer.Option("--mmr", help="Diversify results (MMR).")] = False,
+    mode: ModeOption = DEFAULT_MODE,
     as_json: JsonOption = False,
     *,
     store_options: StoreOptions,
     model_options: ModelOptions,
 ) -> None:
-    """The passages closest to QUERY, with cosine similarity scores and sources."""
+    """The passages best matching QUERY, with their scores and sources.
+
+    The score is the cosine similarity (dense), the BM25 score (lexical) or the fused
+    reciprocal-rank score (hybrid); each side's rank is shown as d#N and l#N.
+    """
+    from youtu_rag.index.fusion import check_mode
+
     filters = _parse_where(where)
+    search_mode = check_mode(mode)
     store = open_store(store_options, model_options, create=False)
-    hits = store.search(query, k=k, where=filters, mmr=mmr)
+    hits = store.search(query, k=k, where=filters, mmr=mmr, mode=search_mode)
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
     if not hits:
         err_console.print("no matching passages")
     for rank, hit in enumerate(hits, start=1):
-        console.print(f"{rank}. {hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}")
-        console.print("   " + _preview(hit.text))
+        sides = " ".join(
+            f"{side}#{position}"
+            for side, position in (("d", hit.dense_rank), ("l", hit.lexical_rank))
+            if position is not None and search_mode == "hybrid"
+        )
+        console.print(
+            f"{rank}. {hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}"
+            + (f"  ({sides})" if sides else ""),
+            markup=False,
+        )
+        console.print("   " + _preview(hit.text), markup=False)
 
 
 @app.command()
@@ -217,6 +241,7 @@ def ask(
         ),
     ] = None,
     k: KOption = 4,
+    mode: ModeOption = DEFAULT_MODE,
     *,
     store_options: StoreOptions,
     model_options: ModelOptions,
@@ -225,12 +250,14 @@ def ask(
 
     Without --chat, print the context a chat model would get.
     """
+    from youtu_rag.index.fusion import check_mode
     from youtu_rag.index.prompt import format_context, format_sources
 
+    search_mode = check_mode(mode)
     chat_model = None if chat is None else _chat_model(chat)
     store = open_store(store_options, model_options, create=False)
     if chat_model is None:
-        hits = store.search(question, k=k)
+        hits = store.search(question, k=k, mode=search_mode)
         console.print(format_context(hits))
         err_console.print(
             "No chat model configured: pass --chat PROVIDER:MODEL (e.g. openai:gpt-4o-mini) "
@@ -241,7 +268,9 @@ def ask(
     from langchain_youtu import YoutuRetriever, create_rag_chain
     from langchain_youtu.chain import to_passages
 
-    result = create_rag_chain(YoutuRetriever(store=store, k=k), chat_model).invoke(question)
+    result = create_rag_chain(
+        YoutuRetriever(store=store, k=k, mode=search_mode), chat_model
+    ).invoke(question)
     console.print(result["answer"])
     console.print("\nSources:")
     console.print(

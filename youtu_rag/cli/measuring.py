@@ -111,15 +111,39 @@ def eval_command(
         ),
     ] = False,
     split: Annotated[str, typer.Option("--split", help="Which qrels/SPLIT.tsv to score.")] = "test",
+    modes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mode",
+            help="dense (default), lexical (BM25), hybrid (both fused) or all; repeat to score "
+            "several in one run (the corpus is embedded once).",
+        ),
+    ] = None,
     as_json: EvalJsonOption = False,
     *,
     model_options: ModelOptions,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset, computed as MTEB computes them."""
     from youtu_rag.backends.protocol import create_embedder
+    from youtu_rag.index.fusion import check_mode
     from youtu_rag.measure.evaluation import evaluate, load_beir
 
+    asked = modes or ["dense"]
+    wanted = list(
+        dict.fromkeys(
+            mode
+            for name in asked
+            for mode in (("dense", "lexical", "hybrid") if name == "all" else (name,))
+        )
+    )
+    for mode in wanted:
+        check_mode(mode)
+    if via_chroma and wanted != ["dense"]:
+        raise ValueError(f"--via-chroma measures the dense search only, not {', '.join(wanted)}")
     dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
+    if wanted != ["dense"]:
+        _eval_modes(wanted, dataset, beir, model_options, batch_size, query_instruction, as_json)
+        return
     embedder = create_embedder(
         model_options.model,
         device=model_options.device,
@@ -140,6 +164,42 @@ def eval_command(
             for name, value in result.items()
             if name not in ("queries", "documents", "seconds")
         ],
+    )
+
+
+def _eval_modes(
+    modes: list[str],
+    dataset: Any,
+    beir: Any,
+    model_options: ModelOptions,
+    batch_size: int,
+    query_instruction: str | None,
+    as_json: bool,
+) -> None:
+    from youtu_rag.backends.protocol import create_embedder
+    from youtu_rag.measure.evaluation import evaluate_modes
+
+    embedder = None
+    if modes != ["lexical"]:
+        embedder = create_embedder(
+            model_options.model,
+            device=model_options.device,
+            dtype=model_options.dtype,
+            batch_size=batch_size,
+            query_instruction=query_instruction,
+            show_progress=True,
+        )
+    result = evaluate_modes(embedder, dataset, modes)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    scores: dict[str, dict[str, float]] = result["modes"]  # type: ignore[assignment]
+    metrics = list(next(iter(scores.values())))
+    model = "BM25" if embedder is None else embedder.model_name
+    _print_rows(
+        f"{model} on {beir} ({result['queries']} queries, {result['documents']} documents, "
+        f"{result['seconds']:.1f}s)",
+        [{"metric": name, **{mode: scores[mode][name] for mode in modes}} for name in metrics],
     )
 
 

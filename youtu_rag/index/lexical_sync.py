@@ -50,6 +50,7 @@ class LexicalMirror:
         """
         self.collection = collection
         self.index = LexicalIndex(index_directory(client, collection.name), analyzer)
+        self._seen: tuple[int, str | None] | None = None
         self.reconcile()
 
     # --- reading the collection ----------------------------------------------------------------
@@ -64,6 +65,14 @@ class LexicalMirror:
                 return ids
             offset += _PAGE
 
+    def _signature(self, count: int) -> tuple[int, str | None]:
+        """The collection's size and the id of its newest record: a record added by another
+        client changes the newest id even when it also deleted one (the size stays)."""
+        if not count:
+            return 0, None
+        newest = self.collection.get(limit=1, offset=count - 1, include=[])["ids"]
+        return count, newest[0] if newest else None
+
     def _texts(self, ids: Sequence[str]) -> Iterator[tuple[str, str]]:
         for start in range(0, len(ids), _PAGE):
             page = self.collection.get(ids=list(ids[start : start + _PAGE]), include=["documents"])
@@ -75,12 +84,18 @@ class LexicalMirror:
 
     # --- keeping in step -----------------------------------------------------------------------
 
-    def reconcile(self) -> None:
+    def reconcile(self, *, compare_texts: bool = False) -> None:
         """Compare the collection's ids with the index's and apply the difference; rebuild the
-        index if it was built for another collection or analyzer or a change was cut short."""
+        index if it was built for another collection or analyzer or a change was cut short.
+
+        Args:
+            compare_texts: also read every text and re-index those replaced under the same id
+                by another client (a full read of the collection; ids alone are cheap).
+        """
         collection_id = str(self.collection.id)
+        ids = self._collection_ids()
+        self._seen = self._signature(len(ids))
         if not self.index.is_valid_for(collection_id):
-            ids = self._collection_ids()
             logger.info(
                 "building the lexical index of %r from its %d chunks",
                 self.collection.name,
@@ -88,10 +103,16 @@ class LexicalMirror:
             )
             self.index.rebuild(collection_id, self._texts(ids))
             return
-        current = set(self._collection_ids())
+        current = set(ids)
         held = self.index.ids()
         missing = sorted(current - held)
         phantom = sorted(held - current)
+        if compare_texts:
+            present = sorted(current & held)
+            indexed = self.index.hashes(present)
+            missing += [
+                id_ for id_, text in self._texts(present) if indexed.get(id_) != text_hash(text)
+            ]
         if missing or phantom:
             logger.info(
                 "lexical index of %r: %d chunks added, %d removed to match the collection",
@@ -102,18 +123,24 @@ class LexicalMirror:
             self.index.apply(self._texts(missing), phantom)
 
     def check(self, count: int) -> None:
-        """Reconcile if the collection holds another number of chunks than the index (another
-        client wrote); ``count`` is the collection's ``count()``."""
-        if count != self.index.count() or not self.index.is_valid_for(str(self.collection.id)):
+        """Reconcile if another client wrote since we last looked: the collection's size or
+        newest record changed, or the index's size differs; ``count`` is its ``count()``."""
+        if (
+            count != self.index.count()
+            or self._signature(count) != self._seen
+            or not self.index.is_valid_for(str(self.collection.id))
+        ):
             self.reconcile()
 
     def written(self, ids: Sequence[str], texts: Sequence[str | None]) -> None:
         """Chunks we just wrote to the collection."""
         self.index.apply(zip(ids, (text or "" for text in texts), strict=True))
+        self._seen = self._signature(self.collection.count())
 
     def deleted(self, ids: Sequence[str]) -> None:
         """Ids we just deleted from the collection."""
         self.index.apply(deletes=ids)
+        self._seen = self._signature(self.collection.count())
 
     # --- searching -----------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -433,6 +434,53 @@ def bench_retrieval_command(
         f"queries, top {k}, "
         f"ef_search {result['ef_search']}",
         result["results"],
+    )
+
+
+@bench_app.command("lexical")
+@handle_errors
+def bench_lexical_command(
+    beir: Annotated[
+        Path | None,
+        typer.Option(
+            "--beir",
+            help="BEIR-format folder whose corpus and queries to time (e.g. SciFact).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    size: Annotated[
+        list[int] | None,
+        typer.Option("--size", min=1, help="Synthetic collection size; repeat (default 100k)."),
+    ] = None,
+    queries: Annotated[int, typer.Option("--queries", min=1, help="Queries timed per mode.")] = 200,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Results per query.")] = 10,
+    as_json: EvalJsonOption = False,
+    *,
+    model_options: ModelOptions,
+) -> None:
+    """Lexical index build rate and size; p50/p95 latency of dense, lexical and hybrid search."""
+    from youtu_rag.cli.resources import load_embedder
+    from youtu_rag.measure.bench_lexical import bench_lexical
+
+    result = bench_lexical(
+        load_embedder(model_options),
+        beir=beir,
+        sizes=size or [100_000],
+        queries=queries,
+        k=k,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_rows(
+        f"{result['model']} (queries embedded; random vectors stored), {queries} single "
+        f"queries per mode, top {k}",
+        [
+            {"metric": key, **{str(row["corpus"]): row[key] for row in result["results"]}}
+            for key in result["results"][0]
+            if key != "corpus"
+        ],
     )
 
 

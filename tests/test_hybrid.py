@@ -25,7 +25,7 @@ from tests.conftest import running_chroma
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.index.fusion import Fusion, reciprocal_rank_fusion
 from youtu_rag.index.ingest import ingest
-from youtu_rag.index.lexical import CACHE_DIR_ENV, lexical_directory
+from youtu_rag.index.lexical import CACHE_DIR_ENV, LexicalIndex, lexical_directory
 from youtu_rag.index.store import ChromaStore
 
 # The answer shares one rare name (and the thing bought) with the question and little meaning;
@@ -325,3 +325,13 @@ def test_cli_search_modes(minilm: YoutuEmbedder, tmp_path: Path) -> None:
     assert results["lexical"][0]["id"] == "code" and results["hybrid"][0]["id"] == "code"
     assert results["hybrid"][0]["lexical_rank"] == 1
     assert results["dense"][0]["lexical_rank"] is None
+
+
+def test_an_index_sees_what_another_process_committed(tmp_path: Path) -> None:
+    writer, reader = LexicalIndex(tmp_path), LexicalIndex(tmp_path)
+    writer.rebuild("collection", [("a", "hello world"), ("b", "你好世界")])
+    assert [hit.id for hit in reader.search("世界", 5)] == ["b"]
+    writer.apply([("c", "zebra crossing")], deletes=["a"])
+    assert [hit.id for hit in reader.search("zebra hello", 5)] == ["c"]
+    assert reader.ids() == {"b", "c"} and reader.is_valid_for("collection")
+    assert not reader.is_valid_for("another collection")

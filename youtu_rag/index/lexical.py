@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,7 @@ class LexicalIndex:
         self.analyzer = analyzer or default_analyzer()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.directory / _LOCK))
+        self._guard = threading.RLock()  # one manifest connection, shared by this process's threads
         builder = tantivy.SchemaBuilder()
         builder.add_text_field(_ID, stored=True, tokenizer_name="raw", index_option="basic")
         builder.add_text_field(
@@ -158,15 +160,22 @@ class LexicalIndex:
 
     def count(self) -> int:
         """Chunks the manifest says the index holds."""
-        return int(self._manifest.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        with self._guard:
+            return int(self._manifest.execute("SELECT count(*) FROM chunks").fetchone()[0])
 
     def ids(self) -> set[str]:
         """Ids of the chunks indexed."""
-        return {str(row[0]) for row in self._manifest.execute("SELECT id FROM chunks")}
+        with self._guard:
+            return {str(row[0]) for row in self._manifest.execute("SELECT id FROM chunks")}
 
     def hashes(self, ids: Sequence[str]) -> dict[str, str]:
         """The indexed text hash of each of ``ids`` that the index holds."""
         found: dict[str, str] = {}
+        with self._guard:
+            self._read_hashes(ids, found)
+        return found
+
+    def _read_hashes(self, ids: Sequence[str], found: dict[str, str]) -> None:
         for start in range(0, len(ids), 500):
             part = list(ids[start : start + 500])
             marks = ",".join("?" * len(part))
@@ -174,11 +183,14 @@ class LexicalIndex:
                 f"SELECT id, hash FROM chunks WHERE id IN ({marks})", part
             ):
                 found[str(id_)] = str(digest)
-        return found
 
     def is_valid_for(self, collection_id: str) -> bool:
         """Whether the index was built for this collection with this analyzer, and no change
         was left half-applied."""
+        with self._guard:
+            return self._valid_for(collection_id)
+
+    def _valid_for(self, collection_id: str) -> bool:
         return (
             self._state("dirty") == "0"
             and self._state("collection") == collection_id
@@ -191,7 +203,7 @@ class LexicalIndex:
     def _changing(self) -> Iterator[tantivy.IndexWriter]:
         """A writer whose changes are committed with the manifest's, the index marked dirty in
         between (one writer at a time, across processes)."""
-        with self._lock:
+        with self._guard, self._lock:
             self._set_state("dirty", "1")
             writer = self._index.writer(_WRITER_HEAP, 1)
             try:
@@ -249,7 +261,7 @@ class LexicalIndex:
         Returns:
             Chunks indexed.
         """
-        with self._lock:
+        with self._guard, self._lock:
             self._set_state("dirty", "1")
             shutil.rmtree(self.directory / _SEGMENTS, ignore_errors=True)
             self._index = self._open_segments()
@@ -290,6 +302,7 @@ class LexicalIndex:
                 for term in terms
             ]
         )
+        self._index.reload()  # see commits made by other processes (another `index` run)
         searcher = self._index.searcher()
         found = searcher.search(query_object, limit=limit, count=False).hits
         ids = [str(searcher.doc(address)[_ID][0]) for _, address in found]

@@ -17,11 +17,13 @@ What the index holds is compared with the collection:
 - when a store opens: the collection's ids (``collection.get(include=[])``, paged) against the
   manifest's; missing chunks are read from the collection and added, phantom ids deleted;
 - after each write of ours: the chunks written or deleted are applied at once;
-- before each search: the collection's ``count()`` against the manifest's; a difference (another
-  client wrote) brings the id comparison above. The lexical candidates are then looked up in the
+- before each search: the collection's ``count()`` and newest record against what was seen last
+  (and the manifest's size); a difference (another client added or deleted chunks) brings the
+  id comparison above. The lexical candidates are then looked up in the
   collection (with the search's ``where``): an id the collection no longer has is never returned,
   and a hit whose text differs from the indexed text (another client replaced it under the same
-  id) is re-indexed and the search run again.
+  id) is re-indexed and the search run again. Such an in-place replacement changes neither ids
+  nor size, so it is otherwise found only by ``LexicalMirror.reconcile(compare_texts=True)``.
 """
 
 from __future__ import annotations

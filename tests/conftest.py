@@ -27,6 +27,19 @@ from youtu_rag.serve.process import free_port, stop_process
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _lexical_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Lexical indexes of server collections go in a temporary cache, not the user's home (the
+    variable reaches the CLI subprocesses too)."""
+    previous = os.environ.get("YOUTU_RAG_CACHE_DIR")
+    os.environ["YOUTU_RAG_CACHE_DIR"] = str(tmp_path_factory.mktemp("youtu_rag_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("YOUTU_RAG_CACHE_DIR", None)
+    else:
+        os.environ["YOUTU_RAG_CACHE_DIR"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _restore_shared_models() -> Iterator[None]:
     """Put back the shared models a test evicted (benchmarks and distributed runs clear the

@@ -61,7 +61,9 @@ def test_search_json(indexed: tuple[Path, Path]) -> None:
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
     assert len(hits) == 3
-    assert all(hit.keys() == {"id", "score", "text", "source", "metadata"} for hit in hits)
+    sides = {"dense_rank", "dense_score", "lexical_rank", "lexical_score"}
+    assert all(hit.keys() == {"id", "score", "text", "source", "metadata", *sides} for hit in hits)
+    assert hits[0]["dense_rank"] is not None  # hybrid by default: both sides report
     assert hits[0]["source"] == str((docs / "masked-pooling.md").resolve())
     assert hits[0]["metadata"]["source"] == hits[0]["source"]
     assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
@@ -79,7 +81,7 @@ def test_search_where_and_text_output(indexed: tuple[Path, Path]) -> None:
     text = run("search", "What is Chroma?", "-k", "1", "--model", MINILM, "--persist-dir", db)
     assert text.exit_code == 0, text.output
     first_line, preview = text.stdout.splitlines()
-    assert first_line.startswith("1. ") and first_line.endswith(f"{chroma}  #0")
+    assert first_line.startswith("1. ") and f"{chroma}  #0  (d#1" in first_line
     assert preview.startswith("   # Chroma Chroma is an open-source vector database.")
 
 

@@ -212,7 +212,7 @@ def test_text_is_printed_literally_and_reads_create_nothing(tmp_path: Path) -> N
     found = run("search", "emoji codes", "-k", "1", "--model", MINILM, "--persist-dir", db)
     assert found.exit_code == 0, found.output
     header, preview = found.stdout.splitlines()
-    assert header.endswith(f"{docs.resolve()}/literal.md  #0")
+    assert header.endswith(f"{docs.resolve()}/literal.md  #0  (d#1 l#1)")
     assert preview == f"   {passage}"
     asked = run("ask", "emoji codes", "-k", "1", "--model", MINILM, "--persist-dir", db)
     assert asked.stdout == f"[1] source: {docs.resolve()}/literal.md\n{passage}\n"

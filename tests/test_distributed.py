@@ -27,6 +27,7 @@ from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
 from youtu_rag.index.distributed import cpus_per_actor, embed_dataset, index_with_ray
 from youtu_rag.index.ingest import find_files, make_chunker, plan_file
+from youtu_rag.index.lexical import LexicalIndex, lexical_directory
 from youtu_rag.index.store import connect, open_records
 from youtu_rag.model import loading
 
@@ -234,6 +235,10 @@ def test_cli_index_on_ray_equals_local_index(
     assert "1 deleted files pruned" in pruned.stdout and "0 chunks written" in pruned.stdout
     assert run("index", *common, "-c", "local", "--prune").exit_code == 0
     assert_same_index(chroma_server, "local", "on_ray")
+    # The driver left the lexical index (in the local cache) holding exactly the collection.
+    lexical = LexicalIndex(lexical_directory(None, chroma_server, "on_ray"))
+    assert lexical.ids() == set(records_of(chroma_server, "on_ray"))
+    lexical.close()
 
     # Other chunking rules: refused alike, then re-chunked alike with --rechunk.
     smaller = [*folders, "--url", chroma_server, "--model", MINILM, "--chunk-size", "24"]

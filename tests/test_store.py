@@ -66,7 +66,7 @@ def test_collection_is_cosine_and_records_the_fingerprint(
 
 def test_search_scores_are_cosine_similarities(store: ChromaStore, minilm: YoutuEmbedder) -> None:
     query = "Why did share prices drop?"
-    hits = store.search(query, k=3)
+    hits = store.search(query, k=3, mode="dense")
     assert len(hits) == 3
     assert hits[0].id == "stocks"
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
@@ -76,7 +76,18 @@ def test_search_scores_are_cosine_similarities(store: ChromaStore, minilm: Youtu
         assert hit.score == pytest.approx(expected, abs=1e-4)
         assert hit.text == DOCS[hit.id][0]
         assert hit.source == DOCS[hit.id][1]
-        assert hit.to_dict().keys() == {"id", "score", "text", "source", "metadata"}
+        assert hit.dense_score == hit.score and hit.lexical_rank is None
+        assert hit.to_dict().keys() == {
+            "id",
+            "score",
+            "text",
+            "source",
+            "metadata",
+            "dense_rank",
+            "dense_score",
+            "lexical_rank",
+            "lexical_score",
+        }
 
 
 def test_k_larger_than_the_collection_returns_everything(store: ChromaStore) -> None:

@@ -22,6 +22,7 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, model_validator
 from typing_extensions import Self
 
+from youtu_rag.index.fusion import DEFAULT_MODE, SearchMode
 from youtu_rag.index.store import ChromaStore, Hit
 
 SearchType = Literal["similarity", "mmr", "similarity_score_threshold"]
@@ -32,7 +33,9 @@ DEFAULT_FETCH_K = 20
 
 
 def hit_to_document(hit: Hit) -> Document:
-    """A ``Document`` with the chunk's metadata plus its ``id`` and cosine ``score``.
+    """A ``Document`` with the chunk's metadata plus its ``id``, its ``score`` (the search
+    mode's: fused, cosine or BM25) and each side's score where that side ranked it
+    (``dense_score``: cosine, ``lexical_score``: BM25).
 
     Args:
         hit: one search result.
@@ -42,7 +45,13 @@ def hit_to_document(hit: Hit) -> Document:
     """
     return Document(
         page_content=hit.text,
-        metadata={**hit.metadata, "id": hit.id, "score": hit.score},
+        metadata={
+            **hit.metadata,
+            "id": hit.id,
+            "score": hit.score,
+            **({} if hit.dense_score is None else {"dense_score": hit.dense_score}),
+            **({} if hit.lexical_score is None else {"lexical_score": hit.lexical_score}),
+        },
         id=hit.id,
     )
 
@@ -151,17 +160,22 @@ class YoutuRetriever(BaseRetriever):
             "score_threshold": fields["score_threshold"],
         }
 
+    mode: SearchMode = DEFAULT_MODE
+    """``hybrid`` (dense and BM25 fused), ``dense`` or ``lexical``; see ``ChromaStore.search``."""
+
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **per_call: Any
     ) -> list[Document]:
         options = self._options(per_call)
         threshold = options.pop("score_threshold")
-        hits = self.store.search(query, **options)
+        hits = self.store.search(query, mode=self.mode, **options)
         if options["mmr"]:
             # MMR chooses which passages; they come best first, as langchain_chroma returns them.
             hits.sort(key=lambda hit: hit.score, reverse=True)
         if threshold is not None:
-            hits = [hit for hit in hits if hit.score >= threshold]
+            # A threshold on cosine similarity, as LangChain's relevance scores: a hybrid hit
+            # the dense side did not rank has none and is left out.
+            hits = [h for h in hits if h.dense_score is not None and h.dense_score >= threshold]
         return [hit_to_document(hit) for hit in hits]
 
     async def _aget_relevant_documents(

@@ -19,7 +19,14 @@ from youtu_rag.cli.app import (
     err_console,
     handle_errors,
 )
-from youtu_rag.cli.options import CollectionModelOptions, JsonOption, KOption, StoreOptions
+from youtu_rag.cli.options import (
+    DEFAULT_MODE,
+    CollectionModelOptions,
+    JsonOption,
+    KOption,
+    ModeOption,
+    StoreOptions,
+)
 from youtu_rag.cli.resources import (
     check_one_index,
     choose_for_collection,
@@ -267,22 +274,28 @@ def search(
     where: WhereOption = None,
     mmr: MmrOption = False,
     query_instruction: QueryInstructionOption = None,
+    mode: ModeOption = DEFAULT_MODE,
     as_json: JsonOption = False,
     *,
     store_options: StoreOptions,
     model_options: CollectionModelOptions,
 ) -> None:
-    """The passages closest to QUERY, with cosine similarity scores and sources.
+    """The passages best matching QUERY, with their scores and sources.
 
-    The model is the one the collection records, unless --model says otherwise (it must be the
-    same); the line "model: ..." on stderr says which, and where the choice came from.
+    The score is the cosine similarity (dense), the BM25 score (lexical) or the fused
+    reciprocal-rank score (hybrid); each side's rank is shown as d#N and l#N. The model is the one
+    the collection records, unless --model says otherwise (it must be the same); the line
+    "model: ..." on stderr says which, and where the choice came from.
     """
+    from youtu_rag.index.fusion import check_mode
+
     filters = _parse_where(where)
+    search_mode = check_mode(mode)
     store, chosen = open_store(
         store_options, model_options, create=False, query_instruction=query_instruction
     )
     _say_model(store, chosen)
-    hits = store.search(query, k=k, where=filters, mmr=mmr)
+    hits = store.search(query, k=k, where=filters, mmr=mmr, mode=search_mode)
     warn_unknown_tokens(store.embedder, "the query")
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
@@ -290,8 +303,17 @@ def search(
     if not hits:
         err_console.print("no matching passages")
     for rank, hit in enumerate(hits, start=1):
-        console.print(f"{rank}. {hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}")
-        console.print("   " + _preview(hit.text))
+        sides = " ".join(
+            f"{side}#{position}"
+            for side, position in (("d", hit.dense_rank), ("l", hit.lexical_rank))
+            if position is not None and search_mode == "hybrid"
+        )
+        console.print(
+            f"{rank}. {hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}"
+            + (f"  ({sides})" if sides else ""),
+            markup=False,
+        )
+        console.print("   " + _preview(hit.text), markup=False)
 
 
 @app.command()
@@ -319,6 +341,7 @@ def ask(
         ),
     ] = None,
     query_instruction: QueryInstructionOption = None,
+    mode: ModeOption = DEFAULT_MODE,
     *,
     store_options: StoreOptions,
     model_options: CollectionModelOptions,
@@ -327,16 +350,18 @@ def ask(
 
     Without --chat, print the context a chat model would get.
     """
+    from youtu_rag.index.fusion import check_mode
     from youtu_rag.index.prompt import format_context, format_sources
 
     filters = _parse_where(where)
+    search_mode = check_mode(mode)
     chat_model = None if chat is None else _chat_model(chat)
     store, chosen = open_store(
         store_options, model_options, create=False, query_instruction=query_instruction
     )
     _say_model(store, chosen)
     if chat_model is None:
-        hits = store.search(question, k=k, where=filters, mmr=mmr)
+        hits = store.search(question, k=k, where=filters, mmr=mmr, mode=search_mode)
         console.print(format_context(hits))
         err_console.print(
             "No chat model configured: pass --chat PROVIDER:MODEL (e.g. openai:gpt-4o-mini) "
@@ -351,6 +376,7 @@ def ask(
         store=store,
         search_type="mmr" if mmr else "similarity",
         search_kwargs={"k": k, "filter": filters},
+        mode=search_mode,
     )
     chain = create_rag_chain(retriever, chat_model)
     if stream if stream is not None else sys.stdout.isatty():

@@ -128,17 +128,41 @@ def eval_command(
             "scores are higher than on the whole corpus.",
         ),
     ] = None,
+    modes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mode",
+            help="dense (default), lexical (BM25), hybrid (both fused) or all; repeat to score "
+            "several in one run (the corpus is embedded once).",
+        ),
+    ] = None,
     as_json: EvalJsonOption = False,
     *,
     model_options: ModelOptions,
 ) -> None:
     """nDCG@10, Recall@100 and MRR@10 on a BEIR dataset, computed as MTEB computes them."""
     from youtu_rag.backends.protocol import create_embedder
+    from youtu_rag.index.fusion import check_mode
     from youtu_rag.measure.evaluation import evaluate, limit_queries, load_beir
 
+    asked = modes or ["dense"]
+    wanted = list(
+        dict.fromkeys(
+            mode
+            for name in asked
+            for mode in (("dense", "lexical", "hybrid") if name == "all" else (name,))
+        )
+    )
+    for mode in wanted:
+        check_mode(mode)
+    if via_chroma and wanted != ["dense"]:
+        raise ValueError(f"--via-chroma measures the dense search only, not {', '.join(wanted)}")
     dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
     if limit is not None:
         dataset = limit_queries(dataset, limit)
+    if wanted != ["dense"]:
+        _eval_modes(wanted, dataset, beir, model_options, batch_size, query_instruction, as_json)
+        return
     embedder = create_embedder(
         model_or_default(model_options.model),
         device=model_options.device,
@@ -160,6 +184,42 @@ def eval_command(
             for name, value in result.items()
             if name not in ("queries", "documents", "seconds")
         ],
+    )
+
+
+def _eval_modes(
+    modes: list[str],
+    dataset: Any,
+    beir: Any,
+    model_options: ModelOptions,
+    batch_size: int,
+    query_instruction: str | None,
+    as_json: bool,
+) -> None:
+    from youtu_rag.backends.protocol import create_embedder
+    from youtu_rag.measure.evaluation import evaluate_modes
+
+    embedder = None
+    if modes != ["lexical"]:
+        embedder = create_embedder(
+            model_or_default(model_options.model),
+            device=model_options.device,
+            dtype=model_options.dtype,
+            batch_size=batch_size,
+            query_instruction=query_instruction,
+            show_progress=True,
+        )
+    result = evaluate_modes(embedder, dataset, modes)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    scores: dict[str, dict[str, float]] = result["modes"]  # type: ignore[assignment]
+    metrics = list(next(iter(scores.values())))
+    model = "BM25" if embedder is None else embedder.model_name
+    _print_rows(
+        f"{model} on {beir} ({result['queries']} queries, {result['documents']} documents, "
+        f"{result['seconds']:.1f}s)",
+        [{"metric": name, **{mode: scores[mode][name] for mode in modes}} for name in metrics],
     )
 
 
@@ -394,6 +454,53 @@ def bench_retrieval_command(
         f"queries, top {k}, "
         f"ef_search {result['ef_search']}",
         result["results"],
+    )
+
+
+@bench_app.command("lexical")
+@handle_errors
+def bench_lexical_command(
+    beir: Annotated[
+        Path | None,
+        typer.Option(
+            "--beir",
+            help="BEIR-format folder whose corpus and queries to time (e.g. SciFact).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    size: Annotated[
+        list[int] | None,
+        typer.Option("--size", min=1, help="Synthetic collection size; repeat (default 100k)."),
+    ] = None,
+    queries: Annotated[int, typer.Option("--queries", min=1, help="Queries timed per mode.")] = 200,
+    k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Results per query.")] = 10,
+    as_json: EvalJsonOption = False,
+    *,
+    model_options: ModelOptions,
+) -> None:
+    """Lexical index build rate and size; p50/p95 latency of dense, lexical and hybrid search."""
+    from youtu_rag.cli.resources import load_embedder
+    from youtu_rag.measure.bench_lexical import bench_lexical
+
+    result = bench_lexical(
+        load_embedder(model_or_default(model_options.model), model_options),
+        beir=beir,
+        sizes=size or [100_000],
+        queries=queries,
+        k=k,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_rows(
+        f"{result['model']} (queries embedded; random vectors stored), {queries} single "
+        f"queries per mode, top {k}",
+        [
+            {"metric": key, **{str(row["corpus"]): row[key] for row in result["results"]}}
+            for key in result["results"][0]
+            if key != "corpus"
+        ],
     )
 
 

@@ -137,6 +137,14 @@ def option_groups(command: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
+ModeOption = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        help="hybrid (dense and BM25 rankings fused), dense (embeddings) or lexical (BM25).",
+    ),
+]
+DEFAULT_MODE = "hybrid"  # youtu_rag.index.fusion.DEFAULT_MODE, without importing the index here
 KOption = Annotated[int, typer.Option("-k", "--top-k", min=1, help="Passages to retrieve.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 BeirOption = Annotated[

@@ -31,6 +31,7 @@ from chromadb.errors import AuthorizationError, ChromaAuthError, NotFoundError
 from chromadb.utils.batch_utils import create_batches
 
 from youtu_rag.backends.protocol import Embedder, is_remote
+from youtu_rag.index.analyzer import Analyzer
 from youtu_rag.index.chroma_function import YoutuEmbeddingFunction, check_stored_config
 from youtu_rag.index.defaults import DEFAULT_COLLECTION as DEFAULT_COLLECTION
 from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR as DEFAULT_PERSIST_DIR
@@ -46,6 +47,14 @@ from youtu_rag.index.fingerprint import (
 )
 from youtu_rag.index.fingerprint import fingerprint as fingerprint
 from youtu_rag.index.fingerprint import recorded_backend as _recorded_backend
+from youtu_rag.index.fusion import (
+    DEFAULT_MODE,
+    Fusion,
+    SearchMode,
+    check_mode,
+    reciprocal_rank_fusion,
+)
+from youtu_rag.index.lexical_sync import LexicalMirror
 from youtu_rag.model.embedder import YoutuEmbedder, validate_texts
 from youtu_rag.model.resolution import ResolvedModel
 
@@ -87,12 +96,22 @@ DATABASE_FILE = "chroma.sqlite3"
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result; ``score`` is the cosine similarity to the query (1 - distance)."""
+    """One search result.
+
+    ``score`` ranks the results of the search's mode: the cosine similarity to the query
+    (1 - distance) for ``dense``, the BM25 score for ``lexical``, the reciprocal-rank-fusion
+    score for ``hybrid``. Each side that ranked the chunk reports its own rank (1 is the best)
+    and score; a side that did not run, or did not rank it among its candidates, reports None.
+    """
 
     id: str
     text: str
     score: float
     metadata: dict[str, Any]
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    lexical_rank: int | None = None
+    lexical_score: float | None = None
 
     @property
     def source(self) -> str | None:
@@ -392,6 +411,8 @@ class ChromaRecords:
         self.client = client
         self.collection = collection
         self.name = collection.name
+        self.lexical: LexicalMirror | None = None
+        """The lexical index kept in step with the writes made here (:class:`ChromaStore`)."""
 
     def count(self) -> int:
         """Records in the collection."""
@@ -447,6 +468,8 @@ class ChromaRecords:
                     metadatas=batch_metadatas,
                     documents=batch_texts,
                 )
+            if self.lexical is not None:
+                self.lexical.written(ids, texts)
         return len(ids)
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -463,6 +486,8 @@ class ChromaRecords:
             size = self.client.get_max_batch_size()
             for start in range(0, len(items), size):
                 self.collection.delete(ids=items[start : start + size])
+            if self.lexical is not None:
+                self.lexical.deleted(items)
         return len(items)
 
     def ids_where(self, where: Mapping[str, Any]) -> set[str]:
@@ -530,8 +555,11 @@ class ChromaStore(ChromaRecords):
         *,
         create: bool = True,
         query_may_differ: bool = False,
+        lexical: bool = True,
+        analyzer: Analyzer | None = None,
     ) -> None:
-        """Open (or create) the collection and check that this embedder made it.
+        """Open (or create) the collection, check that this embedder made it, and bring its
+        lexical index in step (see :mod:`youtu_rag.index.lexical`).
 
         Args:
             embedder: the embedder that fills and queries the collection.
@@ -541,6 +569,9 @@ class ChromaStore(ChromaRecords):
             query_may_differ: accept an embedder whose query instruction alone differs from
                 the collection's (document vectors do not depend on it): to try another
                 instruction on an existing index. :attr:`query_prefix_change` says so.
+            lexical: keep a lexical index (needed by the ``hybrid`` and ``lexical`` modes).
+            analyzer: the lexical index's text -> terms (default: English stemming, CJK
+                bigrams); another analyzer than the index was built with rebuilds it.
 
         Raises:
             CollectionNotFoundError: it is missing and ``create`` is false.
@@ -564,6 +595,9 @@ class ChromaStore(ChromaRecords):
             collection = _get_collection(client, name, function)
         super().__init__(client, collection)
         self._check(expected, query_may_differ=query_may_differ)
+        if lexical:
+            with server_errors(client):
+                self.lexical = LexicalMirror(client, collection, analyzer)
 
     @classmethod
     def open(
@@ -574,6 +608,8 @@ class ChromaStore(ChromaRecords):
         url: str | None = None,
         collection: str = DEFAULT_COLLECTION,
         create: bool = True,
+        lexical: bool = True,
+        analyzer: Analyzer | None = None,
     ) -> ChromaStore:
         """Connect (see :func:`connect`) and open, or create, the collection.
 
@@ -583,6 +619,8 @@ class ChromaStore(ChromaRecords):
             url: a Chroma server instead.
             collection: the collection.
             create: create the database and collection if missing.
+            lexical: keep a lexical index (see :class:`ChromaStore`).
+            analyzer: its analyzer.
 
         Returns:
             The store.
@@ -590,7 +628,14 @@ class ChromaStore(ChromaRecords):
         Raises:
             StoreError: see :func:`connect` and :class:`ChromaStore`.
         """
-        return cls(embedder, connect(persist_dir, url, create=create), collection, create=create)
+        return cls(
+            embedder,
+            connect(persist_dir, url, create=create),
+            collection,
+            create=create,
+            lexical=lexical,
+            analyzer=analyzer,
+        )
 
     def __repr__(self) -> str:
         return f"ChromaStore({self.name!r}, model={self.embedder.model_name!r})"
@@ -724,32 +769,78 @@ class ChromaStore(ChromaRecords):
         k: int = 4,
         *,
         where: Mapping[str, Any] | None = None,
+        mode: SearchMode = DEFAULT_MODE,
         mmr: bool = False,
         fetch_k: int | None = None,
         lambda_mult: float = 0.5,
         where_document: Mapping[str, Any] | None = None,
+        fusion: Fusion | None = None,
     ) -> list[Hit]:
         """The ``k`` best passages for ``query``, best first, optionally filtered by metadata.
 
         Args:
             query: the search text, embedded with the query instruction.
             k: passages to return.
-            where: a Chroma metadata filter.
-            mmr: re-rank the ``fetch_k`` nearest candidates by maximal marginal relevance.
+            where: a Chroma metadata filter; it applies to both sides of a hybrid search.
+            mode: ``hybrid`` (dense and lexical rankings fused), ``dense`` or ``lexical``.
+            mmr: re-rank the ``fetch_k`` best candidates by maximal marginal relevance
+                (``dense`` and ``hybrid``).
             fetch_k: MMR candidates (default ``4 * k``).
             lambda_mult: MMR trade-off, relevance (1) against diversity (0).
             where_document: a Chroma document filter, e.g. ``{"$contains": "pooling"}``.
+            fusion: how a hybrid search fuses (default :class:`~youtu_rag.index.fusion.Fusion`).
 
         Returns:
-            Up to ``k`` hits with cosine scores.
+            Up to ``k`` hits, with each side's rank and score.
 
         Raises:
-            ValueError: ``k`` below 1, ``lambda_mult`` outside [0, 1], or an empty query.
+            ValueError: ``k`` below 1, ``lambda_mult`` outside [0, 1], an empty query, an
+                unknown mode, MMR in lexical mode, or a lexical mode on a store opened without
+                a lexical index.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         if not 0.0 <= lambda_mult <= 1.0:
             raise ValueError(f"lambda_mult must be between 0 and 1, got {lambda_mult}")
+        check_mode(mode)
+        if mode != "dense" and self.lexical is None:
+            raise ValueError(f"{mode} search needs the lexical index: open the store with it")
+        if mmr and mode == "lexical":
+            raise ValueError("MMR compares embeddings: use it with the dense or hybrid mode")
+        if mode == "dense":
+            return self._dense_search(query, k, where, where_document, mmr, fetch_k, lambda_mult)
+        validate_texts([query])
+        fusion = fusion or Fusion()
+        wanted = max(k, fetch_k or 4 * k) if mmr else k
+        with server_errors(self.client):
+            available = self.count()
+            if not available:
+                return []
+            query_vector = None if mode == "lexical" else self.embedder.encode_queries([query])[0]
+            for _ in range(2):  # a second pass if the hits' texts were replaced meanwhile
+                hits = self._ranked_search(
+                    query, query_vector, wanted, where, where_document, mode, fusion, available
+                )
+                if hits is not None:
+                    break
+            else:
+                raise StoreError(f"collection {self.name!r} kept changing during the search")
+        if mmr and hits and query_vector is not None:
+            vectors = self._vectors([hit.id for hit in hits])
+            order = maximal_marginal_relevance(query_vector, vectors, k, lambda_mult)
+            return [hits[i] for i in order]
+        return hits[:k]
+
+    def _dense_search(
+        self,
+        query: str,
+        k: int,
+        where: Mapping[str, Any] | None,
+        where_document: Mapping[str, Any] | None,
+        mmr: bool,
+        fetch_k: int | None,
+        lambda_mult: float,
+    ) -> list[Hit]:
         query_vector = self.embedder.encode_queries([query])[0]
         available = self.count()
         if not available:
@@ -776,6 +867,8 @@ class ChromaStore(ChromaRecords):
                 text=documents[i] or "",
                 score=1.0 - float(distances[i]),
                 metadata=dict(metadatas[i] or {}),
+                dense_rank=i + 1,
+                dense_score=1.0 - float(distances[i]),
             )
             for i in range(len(ids))
         ]
@@ -784,6 +877,88 @@ class ChromaStore(ChromaRecords):
             order = maximal_marginal_relevance(query_vector, candidates, k, lambda_mult)
             return [hits[i] for i in order]
         return hits
+
+    def _ranked_search(
+        self,
+        query: str,
+        query_vector: np.ndarray | None,
+        wanted: int,
+        where: Mapping[str, Any] | None,
+        where_document: Mapping[str, Any] | None,
+        mode: SearchMode,
+        fusion: Fusion,
+        available: int,
+    ) -> list[Hit] | None:
+        """Lexical or hybrid hits; None if a hit's text was replaced by another client since
+        it was indexed (it is re-indexed: search again). ``where_document`` filters the dense
+        side and the fused hits, so a lexical-only hit that fails it is dropped."""
+        assert self.lexical is not None
+        depth = wanted if mode == "lexical" else max(wanted, fusion.candidates)
+        lexical = self.lexical.search(query, depth, where, available)
+        lexical_ranks = {hit.id: (rank, hit.score) for rank, hit in enumerate(lexical, start=1)}
+        dense_ranks: dict[str, tuple[int, float]] = {}
+        if query_vector is not None:
+            result = self.collection.query(
+                query_embeddings=[query_vector],
+                n_results=min(depth, available),
+                where=None if where is None else dict(where),
+                where_document=None if where_document is None else cast(Any, dict(where_document)),
+                include=["distances"],
+            )
+            distances = (result["distances"] or [[]])[0]
+            dense_ranks = {
+                id_: (rank, 1.0 - float(distance))
+                for rank, (id_, distance) in enumerate(
+                    zip(result["ids"][0], distances, strict=True), start=1
+                )
+            }
+        if query_vector is None:
+            order = [(hit.id, hit.score) for hit in lexical[:wanted]]
+        else:
+            order = reciprocal_rank_fusion(
+                [
+                    (list(dense_ranks), fusion.dense_weight),
+                    ([hit.id for hit in lexical], fusion.lexical_weight),
+                ],
+                fusion.k,
+            )[:wanted]
+        if not order:
+            return []
+        records = self.collection.get(
+            ids=[id_ for id_, _ in order],
+            where_document=None if where_document is None else cast(Any, dict(where_document)),
+            include=["documents", "metadatas"],
+        )
+        documents = dict(zip(records["ids"], records["documents"] or [], strict=True))
+        metadatas = dict(zip(records["ids"], records["metadatas"] or [], strict=True))
+        texts = {id_: documents[id_] or "" for id_, _ in order if id_ in documents}
+        if self.lexical.refresh_if_changed(texts):
+            return None
+        hits: list[Hit] = []
+        for id_, score in order:
+            if id_ not in documents:
+                continue  # deleted by another client since the ranking
+            dense = dense_ranks.get(id_)
+            lexical_hit = lexical_ranks.get(id_)
+            hits.append(
+                Hit(
+                    id=id_,
+                    text=texts[id_],
+                    score=score,
+                    metadata=dict(metadatas[id_] or {}),
+                    dense_rank=None if dense is None else dense[0],
+                    dense_score=None if dense is None else dense[1],
+                    lexical_rank=None if lexical_hit is None else lexical_hit[0],
+                    lexical_score=None if lexical_hit is None else lexical_hit[1],
+                )
+            )
+        return hits
+
+    def _vectors(self, ids: Sequence[str]) -> np.ndarray:
+        records = self.collection.get(ids=list(ids), include=["embeddings"])
+        embeddings = records["embeddings"]
+        by_id = dict(zip(records["ids"], [] if embeddings is None else embeddings, strict=True))
+        return np.asarray([by_id[id_] for id_ in ids], dtype=np.float32)
 
 
 def _flat_metadata(metadata: object) -> dict[str, str | int | float | bool]:

@@ -9,6 +9,10 @@ relevant document in the top k. A query absent from the run is skipped, as trec_
 
 ``via_chroma`` runs the same queries through a real Chroma HNSW index instead, and reports how
 much of the exact top-k the approximate search kept.
+
+:func:`evaluate_modes` scores the lexical ranking (the BM25 index and analyzer a store keeps,
+:mod:`youtu_rag.index.lexical`) and the hybrid one (reciprocal rank fusion of both, as
+``ChromaStore.search`` fuses) beside the dense one, embedding the corpus once.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ import numpy as np
 import torch
 
 from youtu_rag.backends.protocol import Embedder
+from youtu_rag.index.analyzer import Analyzer
+from youtu_rag.index.fusion import SEARCH_MODES, Fusion, check_mode, reciprocal_rank_fusion
+from youtu_rag.index.lexical import LexicalIndex
 
 #: query id -> document id -> graded relevance (>= 1 is relevant).
 Qrels = dict[str, dict[str, int]]
@@ -451,3 +458,108 @@ def evaluate(
     result["documents"] = len(doc_ids)
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result
+
+
+# --- lexical and hybrid ------------------------------------------------------------------------
+
+
+def lexical_search(
+    dataset: BeirDataset, k: int, analyzer: Analyzer | None = None, path: str | Path | None = None
+) -> Run:
+    """Top-k by BM25 through the lexical index a store keeps, built over the whole corpus.
+
+    Args:
+        dataset: from :func:`load_beir`.
+        k: results per query.
+        analyzer: text -> terms (default: the stores' default).
+        path: where the index goes (default: a temporary directory).
+
+    Returns:
+        Query id -> document id -> BM25 score.
+    """
+    with tempfile.TemporaryDirectory(prefix="youtu_rag_lexical_") as scratch:
+        index = LexicalIndex(Path(path or scratch), analyzer)
+        try:
+            index.rebuild("beir", dataset.corpus.items())
+            return {
+                query_id: {hit.id: hit.score for hit in index.search(text, k)}
+                for query_id, text in dataset.queries.items()
+            }
+        finally:
+            index.close()
+
+
+def fuse_runs(dense: Run, lexical: Run, fusion: Fusion | None = None) -> Run:
+    """Reciprocal rank fusion of two runs, per query, over each side's top ``candidates``.
+
+    Args:
+        dense: the dense run.
+        lexical: the lexical run.
+        fusion: k, weights and candidates per side (default :class:`Fusion`).
+
+    Returns:
+        Query id -> document id -> fused score.
+    """
+    fusion = fusion or Fusion()
+    fused: Run = {}
+    for query_id in dense.keys() | lexical.keys():
+        fused[query_id] = dict(
+            reciprocal_rank_fusion(
+                [
+                    (rank(dense.get(query_id, {}))[: fusion.candidates], fusion.dense_weight),
+                    (rank(lexical.get(query_id, {}))[: fusion.candidates], fusion.lexical_weight),
+                ],
+                fusion.k,
+            )
+        )
+    return fused
+
+
+def evaluate_modes(
+    embedder: Embedder | None,
+    dataset: BeirDataset,
+    modes: Sequence[str] = SEARCH_MODES,
+    *,
+    k_values: Sequence[int] = DEFAULT_K_VALUES,
+    fusion: Fusion | None = None,
+    analyzer: Analyzer | None = None,
+) -> dict[str, object]:
+    """Score several search modes on one dataset, embedding the corpus once.
+
+    Dense is exact search, as :func:`evaluate` does; lexical is the stores' BM25 index; hybrid
+    fuses the two with reciprocal rank fusion.
+
+    Args:
+        embedder: the embedder (None when only ``lexical`` is asked for).
+        dataset: from :func:`load_beir`.
+        modes: some of ``dense``, ``lexical``, ``hybrid``.
+        k_values: the cut-offs.
+        fusion: how hybrid fuses (default :class:`Fusion`: k 60, 1:1, 100 per side).
+        analyzer: the lexical analyzer (default: English stemming, CJK bigrams).
+
+    Returns:
+        ``modes`` (mode -> metrics), ``queries``, ``documents`` and ``seconds``.
+    """
+    wanted = [check_mode(mode) for mode in modes]
+    started = time.perf_counter()
+    fusion = fusion or Fusion()
+    depth = max(*k_values, fusion.candidates)
+    runs: dict[str, Run] = {}
+    if "dense" in wanted or "hybrid" in wanted:
+        if embedder is None:
+            raise ValueError("dense and hybrid evaluation need an embedder")
+        doc_ids = list(dataset.corpus)
+        query_ids = list(dataset.queries)
+        doc_vectors = embedder.encode_documents([dataset.corpus[doc_id] for doc_id in doc_ids])
+        query_vectors = embedder.encode_queries([dataset.queries[q] for q in query_ids])
+        runs["dense"] = exact_search(query_vectors, query_ids, doc_vectors, doc_ids, depth)
+    if "lexical" in wanted or "hybrid" in wanted:
+        runs["lexical"] = lexical_search(dataset, depth, analyzer)
+    if "hybrid" in wanted:
+        runs["hybrid"] = fuse_runs(runs["dense"], runs["lexical"], fusion)
+    return {
+        "modes": {mode: score_run(dataset.qrels, runs[mode], k_values) for mode in wanted},
+        "queries": len(dataset.queries),
+        "documents": len(dataset.corpus),
+        "seconds": round(time.perf_counter() - started, 3),
+    }

@@ -1,5 +1,6 @@
-"""LlamaIndex integration of youtu-rag: ``YoutuEmbedding``."""
+"""LlamaIndex integration of youtu-rag: ``YoutuEmbedding`` and ``YoutuRetriever``."""
 
 from llama_index.embeddings.youtu.base import YoutuEmbedding
+from llama_index.embeddings.youtu.retriever import YoutuRetriever
 
-__all__ = ["YoutuEmbedding"]
+__all__ = ["YoutuEmbedding", "YoutuRetriever"]

@@ -73,7 +73,7 @@ def index_until(folder: Path, db: Path, writes: int) -> tuple[int, float, str]:
     watchdog.start()
     try:
         for line in process.stderr:
-            if "youtu_rag.index.ingest:wrote" in line:
+            if "(youtu_rag.index.ingest): wrote" in line:
                 seen += 1
                 if seen == writes:
                     process.send_signal(signal.SIGINT)

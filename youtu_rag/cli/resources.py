@@ -190,7 +190,13 @@ def open_store(
     Returns:
         The store, and the model it embeds with.
     """
-    from youtu_rag.index.store import ChromaStore, CollectionNotFoundError, check_model, describe
+    from youtu_rag.index.store import (
+        ChromaStore,
+        CollectionNotFoundError,
+        check_model,
+        check_model_name,
+        describe,
+    )
 
     client = None
     info = None
@@ -202,6 +208,7 @@ def open_store(
             raise
     chosen = choose_model(info, model.model, query_instruction=query_instruction)
     if info is not None:
+        check_model_name(info, chosen.name)
         check_model(info, resolve_model_option(chosen.name))
     embedder = load_embedder(chosen.name, model, chosen.rules)
     if client is None:

@@ -292,6 +292,20 @@ def describe(client: ClientAPI, name: str = DEFAULT_COLLECTION) -> CollectionInf
     )
 
 
+def check_model_name(info: CollectionInfo, model_name: str) -> None:
+    """Refuse a model other than the one the collection records, by name alone: before the
+    model's own files are read, so a mistyped or unreachable model gets this message first.
+
+    Raises:
+        ModelMismatchError: the collection records another model.
+    """
+    if info.model is not None and info.model != model_name:
+        raise ModelMismatchError(
+            f"collection {info.name!r} was built with model {info.model!r}, not {model_name!r}; "
+            "leave out --model to use the collection's, or pass another --collection"
+        )
+
+
 def check_model(info: CollectionInfo, model: ResolvedModel) -> None:
     """Refuse early, by name alone, a model other than the one the collection records, and a
     stored embedding function that would load other or remote code.
@@ -308,11 +322,7 @@ def check_model(info: CollectionInfo, model: ResolvedModel) -> None:
     """
     model_name = model.name
     trust_remote_code = model.profile.trust_remote_code
-    if info.model is not None and info.model != model_name:
-        raise ModelMismatchError(
-            f"collection {info.name!r} was built with model {info.model!r}, not {model_name!r}; "
-            "leave out --model to use the collection's, or pass another --collection"
-        )
+    check_model_name(info, model_name)
     check_stored_function(
         info.name,
         info.embedding_function,

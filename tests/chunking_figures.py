@@ -1,4 +1,4 @@
-"""Print the chunking figures of docs/issue-19.md: how many chunks end at sentence or clause
+"""Print the chunking figures of docs/chunking.md: how many chunks end at sentence or clause
 punctuation (or a paragraph end), and how many cuts fall inside a run of digits or Latin
 letters, on the generated Chinese and English corpora, for the default splitter and the one
 before it. Run: ``python -m tests.chunking_figures``."""

@@ -52,6 +52,12 @@ PUBLIC_MODULES = {
     "youtu_rag.index.chroma_function",
     "youtu_rag.index.prompt",
     "youtu_rag.index.ingest",
+    "youtu_rag.index.chunking",
+    "youtu_rag.index.lexical",
+    "youtu_rag.index.analyzer",
+    "youtu_rag.index.fusion",
+    "youtu_rag.index.fingerprint",
+    "youtu_rag.index.destinations",
     "youtu_rag.index.distributed",
     "youtu_rag.measure.evaluation",
 }

@@ -24,6 +24,10 @@ from youtu_rag.cli.options import (
 from youtu_rag.cli.resources import one_line
 from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE
 
+RepeatsOption = Annotated[
+    int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
+]
+
 bench_app = typer.Typer(
     help="Throughput and latency benchmarks.", no_args_is_help=True, pretty_exceptions_enable=False
 )
@@ -241,9 +245,7 @@ def bench_encode_command(
         int, typer.Option("--limit", min=1, help="Documents to embed (the first N of the corpus).")
     ] = 600,
     batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
-    repeats: Annotated[
-        int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
-    ] = 1,
+    repeats: RepeatsOption = 1,
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="torch threads (default: torch's).")
     ] = None,
@@ -528,9 +530,7 @@ def bench_index_command(
     gpus: Annotated[
         float, typer.Option("--ray-gpus-per-worker", min=0, help="GPUs per Ray worker.")
     ] = 0,
-    repeats: Annotated[
-        int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
-    ] = 1,
+    repeats: RepeatsOption = 1,
     as_json: EvalJsonOption = False,
 ) -> None:
     """docs/s indexing files locally and on Ray with 1, 2, ... workers, and Ray's fixed cost."""
@@ -584,9 +584,7 @@ def bench_chunking_command(
     chunk_size: Annotated[
         int | None, typer.Option("--chunk-size", help="Tokens per chunk (default as index).")
     ] = None,
-    repeats: Annotated[
-        int, typer.Option("--repeats", min=1, help="Rounds; each method keeps its fastest.")
-    ] = 3,
+    repeats: RepeatsOption = 3,
     as_json: EvalJsonOption = False,
 ) -> None:
     """Seconds to chunk FILE with the script-aware splitter and with the splitter before it."""

@@ -280,24 +280,17 @@ def make_chunker(
         raise ValueError(f"chunk overlap must be at least 0 and below {size}, got {overlap}")
     chosen = parse_separators(separators)
     patterns = list(SEPARATOR_PRESETS[chosen] if isinstance(chosen, str) else chosen)
+    measure: dict[str, Any] = {}
     if isinstance(embedder, YoutuEmbedder):
-        length = TokenLength(embedder.backbone.tokenizer, remember_up_to=size)
-        recursive = RecursiveCharacterTextSplitter(
-            separators=patterns,
-            keep_separator="end",
-            is_separator_regex=True,
-            chunk_size=size,
-            chunk_overlap=overlap,
-            length_function=length,
-        )
-    else:
-        recursive = RecursiveCharacterTextSplitter(
-            separators=patterns,
-            keep_separator="end",
-            is_separator_regex=True,
-            chunk_size=size,
-            chunk_overlap=overlap,
-        )
+        measure["length_function"] = TokenLength(embedder.backbone.tokenizer, remember_up_to=size)
+    recursive = RecursiveCharacterTextSplitter(
+        separators=patterns,
+        keep_separator="end",
+        is_separator_regex=True,
+        chunk_size=size,
+        chunk_overlap=overlap,
+        **measure,
+    )
     rules = ChunkingRules("RecursiveCharacterTextSplitter", size, overlap, unit, chosen)
     return Chunker(recursive, rules)
 

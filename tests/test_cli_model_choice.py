@@ -106,8 +106,8 @@ def test_a_query_instruction_alone_may_change_for_search(db: Path) -> None:
     assert "query prefix: 'Find: ' instead of the collection's '' (document vectors" in (
         changed.stderr
     )
-    scores = [hit["score"] for hit in json.loads(plain.stdout)]
-    changed_scores = [hit["score"] for hit in json.loads(changed.stdout)]
+    scores = [hit["dense_score"] for hit in json.loads(plain.stdout)]
+    changed_scores = [hit["dense_score"] for hit in json.loads(changed.stdout)]
     assert scores != changed_scores  # the queries were embedded differently
     # Writing stays strict: a store that creates or fills must match the record.
     other = YoutuEmbedder(MINILM, device="cpu", query_instruction="Find: ")

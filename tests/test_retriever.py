@@ -58,6 +58,8 @@ def test_documents_carry_text_source_id_and_score(store: ChromaStore) -> None:
         "chunk": 0,
         "id": "pooling",
         "score": pytest.approx(hits[0].score),
+        "dense_score": pytest.approx(hits[0].dense_score),
+        "lexical_score": pytest.approx(hits[0].lexical_score),
     }
 
 

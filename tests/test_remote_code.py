@@ -6,10 +6,7 @@ embedded database and on a real `chroma run` server; with the documented opt-in 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -23,6 +20,7 @@ from chromadb.api import ClientAPI
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from typer.testing import CliRunner
 
+from tests.plain_chroma import run_plain_recipe
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
 from youtu_rag.index.chroma_function import (
@@ -33,7 +31,6 @@ from youtu_rag.index.chroma_function import (
 )
 from youtu_rag.index.store import MODEL_KEY, fingerprint
 
-REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -113,47 +110,11 @@ def plant(client: ClientAPI, minilm: YoutuEmbedder, model: Path) -> str:
     return name
 
 
-# The README's plain-Chroma recipe in a fresh interpreter: import youtu_rag, get the collection by
-# name, query it by text. Prints, for each (database, collection), the ids found or the error.
-PLAIN_RECIPE = textwrap.dedent(
-    """
-    import json, sys
-    import chromadb
-    import youtu_rag  # registers the embedding function
-
-    for where, name in json.loads(sys.argv[1]):
-        if where.startswith("http"):
-            host, port = where.removeprefix("http://").split(":")
-            client = chromadb.HttpClient(host=host, port=int(port))
-        else:
-            client = chromadb.PersistentClient(path=where)
-        try:
-            found = client.get_collection(name).query(query_texts=["pooling"], n_results=1)
-            print("IDS", found["ids"])
-        except Exception as error:
-            print("ERROR", str(error).replace("\\n", " "))
-    """
-)
-
-
 def plain_recipe(targets: list[tuple[str, str]], marker: Path, **env: str) -> list[str]:
-    completed = subprocess.run(
-        [sys.executable, "-c", PLAIN_RECIPE, json.dumps(targets)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            # transformers copies remote code here; keep it out of the home directory.
-            "HF_MODULES_CACHE": str(marker.parent / "modules"),
-            **env,
-        },
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed.stdout.strip().splitlines()[-len(targets) :]
+    """The plain-Chroma recipe's query on each target: the ids found or the error."""
+    # transformers copies remote code here; keep it out of the home directory.
+    modules = {"HF_MODULES_CACHE": str(marker.parent / "modules")}
+    return run_plain_recipe(targets, [("query", "pooling")], {**modules, **env})
 
 
 def assert_refused(output: str, name: str) -> None:
@@ -198,7 +159,7 @@ def test_a_planted_config_runs_no_code(
         collection = client.get_collection(name)
         collection.modify(metadata={**(collection.metadata or {}), MODEL_KEY: str(model)})
     opted_in = plain_recipe(targets, marker, **{TRUST_REMOTE_CODE_ENV: "1"})
-    assert opted_in == ["IDS [['planted']]"] * 2
+    assert opted_in == ["OK [['planted']]"] * 2
     assert marker.read_text() == "the planted model's code ran"
 
 

@@ -7,12 +7,7 @@ way through."""
 
 from __future__ import annotations
 
-import json
-import os
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,6 +20,7 @@ import pytest
 from chromadb.api import ClientAPI
 from typer.testing import CliRunner
 
+from tests.plain_chroma import run_plain_recipe
 from tests.test_remote_code import PlantedFunction
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
@@ -37,7 +33,6 @@ from youtu_rag.index.destinations import (
 )
 from youtu_rag.index.store import ChromaStore, fingerprint
 
-REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 API_KEY = "sk-users-own-key"
 
@@ -112,44 +107,12 @@ def plant(client: ClientAPI, minilm: YoutuEmbedder, config: dict[str, Any]) -> s
     return name
 
 
-# The README's plain-Chroma recipe in a fresh interpreter: a query by text and an add by text.
-PLAIN_RECIPE = textwrap.dedent(
-    """
-    import json, sys
-    import chromadb
-    import youtu_rag  # registers the embedding function
-
-    for where, name in json.loads(sys.argv[1]):
-        if where.startswith("http"):
-            host, port = where.removeprefix("http://").split(":")
-            client = chromadb.HttpClient(host=host, port=int(port))
-        else:
-            client = chromadb.PersistentClient(path=where)
-        collection = client.get_collection(name)
-        for act in (
-            lambda: collection.query(query_texts=["pooling 池化"], n_results=1),
-            lambda: collection.add(ids=["new"], documents=["a user's text 用户文本"]),
-        ):
-            try:
-                print("OK", act()["ids"] if name else "")
-            except Exception as error:
-                print("ERROR", str(error).replace("\\n", " "))
-    """
-)
+#: A query and an add by text, each a line of the plain-Chroma recipe.
+QUERY_AND_ADD = [("query", "pooling 池化"), ("add", "a user's text 用户文本")]
 
 
 def plain_recipe(targets: list[tuple[str, str]], **env: str) -> list[str]:
-    completed = subprocess.run(
-        [sys.executable, "-c", PLAIN_RECIPE, json.dumps(targets)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "YOUTU_RAG_API_KEY": API_KEY, **env},
-        timeout=300,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return completed.stdout.strip().splitlines()[-2 * len(targets) :]
+    return run_plain_recipe(targets, QUERY_AND_ADD, {"YOUTU_RAG_API_KEY": API_KEY, **env})
 
 
 def assert_one_line_refusal(output: str, name: str, url: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from chromadb.api.shared_system_client import SharedSystemClient
 
+from tests.samples import pdf_pages
 from youtu_rag import YoutuEmbedder
 from youtu_rag.index.ingest import (
     chunk_id,
@@ -186,37 +187,11 @@ def test_prune_removes_deleted_files_under_the_given_paths_only(
 def test_pdf_text_is_indexed(store: ChromaStore, tmp_path: Path) -> None:
     pdf = tmp_path / "docs" / "paper.pdf"
     pdf.parent.mkdir()
-    pdf.write_bytes(minimal_pdf("Masked mean pooling ignores the instruction tokens."))
+    pdf.write_bytes(pdf_pages("Masked mean pooling ignores the instruction tokens."))
     assert "Masked mean pooling" in read_text(pdf)
     report = ingest(store, [pdf])
     assert report.chunks_written == 1
     assert store.search("pooling", k=1)[0].source == str(pdf.resolve())
-
-
-def minimal_pdf(text: str) -> bytes:
-    """A one-page PDF showing ``text`` in Helvetica, with a correct cross-reference table."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
 
 
 # The subprocess writes its first batch of new chunks, then announces it and hangs where it would

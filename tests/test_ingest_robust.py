@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_ingest import CHUNKING, minimal_pdf
+from tests.samples import pdf_pages
+from tests.test_ingest import CHUNKING
 from youtu_rag import YoutuEmbedder
 from youtu_rag.index import reading
 from youtu_rag.index.ingest import (
@@ -105,8 +106,8 @@ def test_bad_files_are_skipped_named_and_the_rest_is_indexed(
     (docs / "good.md").write_text(TEXT, encoding="utf-8")
     (docs / "latin1.txt").write_bytes(LATIN1.encode("latin-1"))
     (docs / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    (docs / "truncated.pdf").write_bytes(minimal_pdf(TEXT)[:300])
-    (docs / "paper.pdf").write_bytes(minimal_pdf(TEXT))
+    (docs / "truncated.pdf").write_bytes(pdf_pages(TEXT)[:300])
+    (docs / "paper.pdf").write_bytes(pdf_pages(TEXT))
     unreadable = docs / "locked.txt"
     unreadable.write_text(TEXT, encoding="utf-8")
     odd = os.fsdecode(os.fsencode(docs) + b"/caf\xe9-\xff.txt")  # not UTF-8: any bytes go on Linux
@@ -265,9 +266,9 @@ def content(kind: str, serial: int) -> bytes:
     if kind == "large":  # several segments: SEGMENT_CHARS is lowered in the test
         return "\n\n".join(f"{words} Part {part}." for part in range(120)).encode()
     if kind == "pdf":
-        return minimal_pdf(words)
+        return pdf_pages(words)
     if kind == "corrupt_pdf":
-        return minimal_pdf(words)[: 40 + serial * 13]
+        return pdf_pages(words)[: 40 + serial * 13]
     return b""
 
 

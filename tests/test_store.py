@@ -111,8 +111,9 @@ def test_mmr_prefers_a_different_passage_over_a_near_duplicate(
             "Bananas are a yellow fruit.",
         ],
     )
-    plain = [hit.id for hit in store.search("Where are vectors kept?", k=2)]
-    diverse = [hit.id for hit in store.search("Where are vectors kept?", k=2, mmr=True)]
+    question = "Where are vectors kept?"
+    plain = [hit.id for hit in store.search(question, k=2, mode="dense")]
+    diverse = [hit.id for hit in store.search(question, k=2, mode="dense", mmr=True)]
     assert sorted(plain) == ["a", "a2"]
     assert diverse[0] in ("a", "a2") and diverse[1] == "b"
 

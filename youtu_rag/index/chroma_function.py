@@ -32,7 +32,13 @@ from youtu_rag.backends.protocol import TextEmbedder, is_remote
 from youtu_rag.backends.settings import EmbedderSettings
 from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
 from youtu_rag.index.destinations import check_destination
-from youtu_rag.index.fingerprint import MODEL_KEY, differences, fingerprint, records_fingerprint
+from youtu_rag.index.fingerprint import (
+    MODEL_KEY,
+    describe_differences,
+    differences,
+    fingerprint,
+    records_fingerprint,
+)
 from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.model.loading import resolve_device
 from youtu_rag.model.profiles import YOUTU_EMBEDDING, get_profile
@@ -233,7 +239,7 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             raise FingerprintMismatchError(
                 f"collection {collection.name!r} was built with model "
                 f"{recorded.get(MODEL_KEY)!r} and this embedding function differs (index vs "
-                f"function: {'; '.join(different)}); refused: pass a function with the "
+                f"function: {describe_differences(different)}); refused: pass a function with the "
                 "collection's settings, or none to use the stored one"
             )
 

@@ -64,11 +64,21 @@ def records_fingerprint(metadata: Mapping[str, Any]) -> bool:
     return any(key in metadata for key in FINGERPRINT_KEYS)
 
 
-def differences(metadata: Mapping[str, Any], expected: Mapping[str, str | int]) -> list[str]:
-    """``"pooling 'all' vs 'cls of all'"`` for each recorded value that differs (index first)."""
+def differences(
+    metadata: Mapping[str, Any], expected: Mapping[str, str | int]
+) -> dict[str, tuple[Any, str | int]]:
+    """Each fingerprint key whose recorded value differs: (recorded, expected)."""
     recorded = {**metadata, BACKEND_KEY: recorded_backend(metadata)}
-    return [
-        f"{key.removeprefix('youtu_rag:')} {recorded.get(key)!r} vs {value!r}"
+    return {
+        key: (recorded.get(key), value)
         for key, value in expected.items()
         if recorded.get(key) != value
-    ]
+    }
+
+
+def describe_differences(different: Mapping[str, tuple[Any, Any]]) -> str:
+    """``"pooling 'all' vs 'cls of all'"`` for each difference (index first), joined by ``; ``."""
+    return "; ".join(
+        f"{key.removeprefix('youtu_rag:')} {was!r} vs {now!r}"
+        for key, (was, now) in different.items()
+    )

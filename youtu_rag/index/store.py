@@ -37,12 +37,13 @@ from youtu_rag.index.defaults import DEFAULT_COLLECTION as DEFAULT_COLLECTION
 from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR as DEFAULT_PERSIST_DIR
 from youtu_rag.index.destinations import check_destination, stored_destination
 from youtu_rag.index.fingerprint import (
-    BACKEND_KEY,
     DIMENSION_KEY,
     DOCUMENT_PREFIX_KEY,
     MODEL_KEY,
     POOLING_KEY,
     QUERY_PREFIX_KEY,
+    describe_differences,
+    differences,
     records_fingerprint,
 )
 from youtu_rag.index.fingerprint import fingerprint as fingerprint
@@ -666,18 +667,13 @@ class ChromaStore(ChromaRecords):
                 f"collection {self.name!r} was not made by youtu-rag (it records no embedding "
                 "model); index into another --collection"
             )
-        recorded[BACKEND_KEY] = _recorded_backend(recorded)
-        differences = {
-            key: (recorded.get(key), value)
-            for key, value in expected.items()
-            if recorded.get(key) != value
-        }
-        if query_may_differ and set(differences) == {QUERY_PREFIX_KEY}:
-            was, now = differences.pop(QUERY_PREFIX_KEY)
+        different = differences(recorded, expected)
+        if query_may_differ and set(different) == {QUERY_PREFIX_KEY}:
+            was, now = different.pop(QUERY_PREFIX_KEY)
             self.query_prefix_change = (str(was), str(now))
             logger.info("query prefix %r instead of the collection's %r", now, was)
-        if differences:
-            raise ModelMismatchError(mismatch_message(self.name, recorded, differences))
+        if different:
+            raise ModelMismatchError(mismatch_message(self.name, recorded, different))
         embedder = self.embedder
         check_stored_function(
             self.name,
@@ -995,24 +991,21 @@ def _flat_metadata(metadata: object) -> dict[str, str | int | float | bool]:
 
 
 def mismatch_message(
-    collection: str, recorded: Mapping[str, Any], differences: Mapping[str, tuple[Any, Any]]
+    collection: str, recorded: Mapping[str, Any], different: Mapping[str, tuple[Any, Any]]
 ) -> str:
     """Why an embedder cannot use a collection, naming only what differs.
 
     Args:
         collection: its name.
         recorded: its fingerprint metadata.
-        differences: fingerprint key to (recorded, embedder's) values that differ.
+        different: fingerprint key to (recorded, embedder's) values that differ.
 
     Returns:
         The message, with advice that fits: another model, or the same model with other rules.
     """
-    listed = "index vs embedder: " + "; ".join(
-        f"{key.removeprefix('youtu_rag:')} {was!r} vs {now!r}"
-        for key, (was, now) in differences.items()
-    )
-    if MODEL_KEY in differences:
-        was, now = differences[MODEL_KEY]
+    listed = "index vs embedder: " + describe_differences(different)
+    if MODEL_KEY in different:
+        was, now = different[MODEL_KEY]
         return (
             f"collection {collection!r} was built with model {was!r}, not {now!r} ({listed}); "
             f"use model {was} (the CLI's default for this collection) or another collection"

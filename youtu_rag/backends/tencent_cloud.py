@@ -70,7 +70,8 @@ def _is_transient(error: BaseException) -> bool:
     return code in TRANSIENT_CODES or code.startswith("RequestLimitExceeded")
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` is this machine (``localhost`` or a loopback address)."""
     if host is None:
         return False
     try:
@@ -175,7 +176,9 @@ class TencentCloudEmbedder:
         self._local = threading.local()
         self._sdk = _import_sdk()
         self._credential = _credential(self._sdk, secret_id, secret_key)
-        if self.protocol == "http" and not _is_loopback(urlsplit(f"//{self.endpoint}").hostname):
+        if self.protocol == "http" and not is_loopback_host(
+            urlsplit(f"//{self.endpoint}").hostname
+        ):
             logger.warning("texts go to %s unencrypted (protocol http)", self.endpoint)
 
     @property

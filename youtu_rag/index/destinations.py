@@ -12,7 +12,6 @@ the caller named.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,7 +20,12 @@ from urllib.parse import urlsplit
 
 from youtu_rag.backends.http import API_KEY_ENV
 from youtu_rag.backends.protocol import is_remote
-from youtu_rag.backends.tencent_cloud import DEFAULT_ENDPOINT, DEFAULT_REGION, REGION_ENV
+from youtu_rag.backends.tencent_cloud import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_REGION,
+    REGION_ENV,
+    is_loopback_host,
+)
 
 #: Comma-separated URLs (``https://embed.example.com``, ``http://127.0.0.1:8000``) that a stored
 #: embedding-function config may send texts to.
@@ -67,13 +71,7 @@ def normalise_url(url: str) -> str:
 
 def is_loopback(url: str) -> bool:
     """Whether the URL's host is this machine (``localhost`` or a loopback address)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname)
 
 
 def stored_destination(config: Mapping[str, Any]) -> Destination | None:

@@ -363,7 +363,8 @@ def bench_encode(
 Distribution = Literal["uniform", "clustered"]
 
 
-def _unit_vectors(generator: np.random.Generator, count: int, dim: int) -> np.ndarray:
+def unit_vectors(generator: np.random.Generator, count: int, dim: int) -> np.ndarray:
+    """``count`` random unit rows of ``dim`` floats: uniform on the sphere."""
     vectors = generator.standard_normal((count, dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors
@@ -427,12 +428,12 @@ def bench_retrieval(
         root = Path(path or scratch)
         for size in sizes:
             if distribution == "clustered":
-                centres = _unit_vectors(generator, max(size // 100, 1), dim)
+                centres = unit_vectors(generator, max(size // 100, 1), dim)
                 vectors = _clustered_vectors(generator, centres, size)
                 probes = _clustered_vectors(generator, centres, queries)
             else:
-                vectors = _unit_vectors(generator, size, dim)
-                probes = _unit_vectors(generator, queries, dim)
+                vectors = unit_vectors(generator, size, dim)
+                probes = unit_vectors(generator, queries, dim)
             client = chromadb.PersistentClient(
                 path=str(root / f"n{size}"), settings=Settings(anonymized_telemetry=False)
             )

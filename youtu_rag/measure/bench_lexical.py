@@ -21,6 +21,7 @@ from youtu_rag.backends.protocol import Embedder
 from youtu_rag.index.fusion import SEARCH_MODES
 from youtu_rag.index.lexical_sync import LexicalMirror
 from youtu_rag.index.store import ChromaStore, connect
+from youtu_rag.measure.bench import unit_vectors
 from youtu_rag.measure.evaluation import load_beir
 
 __all__ = ["bench_lexical", "synthetic_corpus"]
@@ -51,12 +52,6 @@ def synthetic_corpus(
     return texts, queries
 
 
-def _unit_rows(generator: np.random.Generator, count: int, dim: int) -> np.ndarray:
-    vectors = generator.standard_normal((count, dim), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors
-
-
 def _one_corpus(
     embedder: Embedder,
     name: str,
@@ -74,7 +69,7 @@ def _one_corpus(
         store.upsert(
             [str(index) for index in range(start, start + len(part))],
             part,
-            embeddings=_unit_rows(generator, len(part), embedder.dimension),
+            embeddings=unit_vectors(generator, len(part), embedder.dimension),
         )
     started = time.perf_counter()
     store.lexical = LexicalMirror(client, store.collection)  # built from the collection

@@ -21,6 +21,7 @@ from youtu_rag.measure.evaluation import (
     Run,
     document_text,
     evaluate,
+    evaluate_modes,
     exact_search,
     load_beir,
     mrr_at_k,
@@ -164,6 +165,22 @@ def test_evaluate_on_the_sample_with_a_real_model(sample_minilm: YoutuEmbedder) 
     assert result["mrr@10"] == 1.0
     assert 0.9 < result["ndcg@10"] <= 1.0
     assert result["recall@100"] == 1.0
+
+
+def test_every_mode_on_the_sample_and_dense_equals_evaluate(
+    sample_minilm: YoutuEmbedder,
+) -> None:
+    dataset = load_beir(SAMPLE)
+    result = evaluate_modes(sample_minilm, dataset)
+    modes = result["modes"]
+    assert isinstance(modes, dict) and sorted(modes) == ["dense", "hybrid", "lexical"]
+    dense = evaluate(sample_minilm, dataset)
+    for name in ("ndcg@10", "recall@100", "mrr@10"):
+        assert modes["dense"][name] == dense[name]
+    # Hand-written queries that share words with their passages: BM25 and the fusion rank
+    # every best passage first too.
+    assert modes["lexical"]["mrr@10"] == 1.0 and modes["hybrid"]["mrr@10"] == 1.0
+    assert (result["queries"], result["documents"]) == (8, 14)
 
 
 def test_via_chroma_reports_hnsw_against_exact_search(

@@ -407,6 +407,17 @@ def overlap_at_k(approximate: Run, exact: Run, k: int) -> float:
 # --- the whole evaluation ------------------------------------------------------------------------
 
 
+def _embed(
+    embedder: Embedder, dataset: BeirDataset
+) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """(document ids, their vectors, query ids, their vectors), in the dataset's order."""
+    doc_ids = list(dataset.corpus)
+    query_ids = list(dataset.queries)
+    doc_vectors = embedder.encode_documents([dataset.corpus[doc_id] for doc_id in doc_ids])
+    query_vectors = embedder.encode_queries([dataset.queries[query_id] for query_id in query_ids])
+    return doc_ids, doc_vectors, query_ids, query_vectors
+
+
 def evaluate(
     embedder: Embedder,
     dataset: BeirDataset,
@@ -432,10 +443,7 @@ def evaluate(
         HNSW returned.
     """
     started = time.perf_counter()
-    doc_ids = list(dataset.corpus)
-    query_ids = list(dataset.queries)
-    doc_vectors = embedder.encode_documents([dataset.corpus[doc_id] for doc_id in doc_ids])
-    query_vectors = embedder.encode_queries([dataset.queries[query_id] for query_id in query_ids])
+    doc_ids, doc_vectors, query_ids, query_vectors = _embed(embedder, dataset)
     depth = max(k_values)
     exact = exact_search(query_vectors, query_ids, doc_vectors, doc_ids, depth)
     result: dict[str, float | int] = {}
@@ -548,10 +556,7 @@ def evaluate_modes(
     if "dense" in wanted or "hybrid" in wanted:
         if embedder is None:
             raise ValueError("dense and hybrid evaluation need an embedder")
-        doc_ids = list(dataset.corpus)
-        query_ids = list(dataset.queries)
-        doc_vectors = embedder.encode_documents([dataset.corpus[doc_id] for doc_id in doc_ids])
-        query_vectors = embedder.encode_queries([dataset.queries[q] for q in query_ids])
+        doc_ids, doc_vectors, query_ids, query_vectors = _embed(embedder, dataset)
         runs["dense"] = exact_search(query_vectors, query_ids, doc_vectors, doc_ids, depth)
     if "lexical" in wanted or "hybrid" in wanted:
         runs["lexical"] = lexical_search(dataset, depth, analyzer)

@@ -185,6 +185,7 @@ def index(
             device=model_options.device,
             dtype=model_options.dtype,
         )
+        err_console.print(chosen.describe(), markup=False)
     else:
         find_files(paths)  # a mistyped path fails before the model loads
         store, chosen = open_store(store_options, model_options, create=True)
@@ -202,8 +203,6 @@ def index(
                 stop=stop,
             )
         warn_unknown_tokens(store.embedder, "the text indexed")
-    if ray or ray_address is not None:
-        err_console.print(chosen.describe(), markup=False)
     for entry in report.skipped:
         err_console.print(f"skipped {entry.path}: {entry.reason}", markup=False)
     if report.interrupted:

@@ -57,7 +57,7 @@ PUBLIC_MODULES = {
     "youtu_rag.index.analyzer",
     "youtu_rag.index.fusion",
     "youtu_rag.index.fingerprint",
-    "youtu_rag.index.destinations",
+    "youtu_rag.backends.destinations",
     "youtu_rag.index.distributed",
     "youtu_rag.measure.evaluation",
 }

@@ -61,9 +61,10 @@ def test_search_json(indexed: tuple[Path, Path]) -> None:
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
     assert len(hits) == 3
-    sides = {"dense_rank", "dense_score", "lexical_rank", "lexical_score"}
+    sides = {"dense_rank", "dense_score", "lexical_rank", "lexical_score", "fallback"}
     assert all(hit.keys() == {"id", "score", "text", "source", "metadata", *sides} for hit in hits)
     assert hits[0]["dense_rank"] is not None  # hybrid by default: both sides report
+    assert all(hit["fallback"] is None for hit in hits)
     assert hits[0]["source"] == str((docs / "masked-pooling.md").resolve())
     assert hits[0]["metadata"]["source"] == hits[0]["source"]
     assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
@@ -148,7 +149,7 @@ def test_errors_are_one_line(indexed: tuple[Path, Path], tiny_youtu_dir: str) ->
     # Brackets in a message are text, not rich markup (which would raise on "[/name]").
     assert_one_line_error(
         run("info", "--persist-dir", db, "--collection", "bad[/name]"),
-        "collection 'bad[/name]' does not exist",
+        "collection name 'bad[/name]' is not valid",
     )
     assert_one_line_error(run("ask", "x", *common, "--chat", "gpt"), "PROVIDER:MODEL")
     assert_one_line_error(

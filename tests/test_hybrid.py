@@ -226,7 +226,7 @@ def test_in_step_on_a_chroma_server(
         other.get_collection("hybrid").update(
             ids=["warranty", "repair"], documents=["youtu 换了 W-1。", "youtu 换了 R-2。"]
         )
-        store.lexical.reconcile(compare_texts=True)
+        store.lexical.ensure_in_sync(compare_texts=True)
         assert [hit.id for hit in store.search("R-2", k=1, mode="lexical")] == ["repair"]
         assert [hit.id for hit in store.search("W-1", k=1, mode="lexical")] == ["warranty"]
         assert store.search("售后中心", k=5, mode="lexical") == []

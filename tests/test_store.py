@@ -87,6 +87,7 @@ def test_search_scores_are_cosine_similarities(store: ChromaStore, minilm: Youtu
             "dense_score",
             "lexical_rank",
             "lexical_score",
+            "fallback",
         }
 
 

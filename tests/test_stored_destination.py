@@ -25,7 +25,7 @@ from tests.test_remote_code import PlantedFunction
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
 from youtu_rag.index.chroma_function import YoutuEmbeddingFunction
-from youtu_rag.index.destinations import (
+from youtu_rag.backends.destinations import (
     ALLOWED_DESTINATIONS_ENV,
     DestinationRefusedError,
     check_destination,
@@ -247,3 +247,71 @@ def test_the_opt_in_is_the_callers_and_credentials_need_https(
     with pytest.raises(DestinationRefusedError, match="region ap-beijing"):
         check_destination({**public, "region": "ap-beijing"})
     np.testing.assert_equal(normalise_url("https://H.example/v1/"), "https://h.example:443/v1")
+
+
+def smuggled_configs(minilm: YoutuEmbedder, url: str) -> dict[str, dict[str, Any]]:
+    """Destinations whose checked host and connected host differ to a lax parser: a backslash
+    before ``@`` makes ``urlsplit`` read the public host while HTTP stacks connect to
+    ``host_port``."""
+    host_port = url.removeprefix("http://")
+    public = "lkeap.tencentcloudapi.com"
+    tencent = {"model_name_or_path": "tencent-cloud:lke-text-embedding-v1"}
+    return {
+        "tencent-host": {**tencent, "endpoint": f"{host_port}\\@{public}"},
+        "tencent-url": {**tencent, "endpoint": f"https://{host_port}\\@{public}"},
+        "tencent-userinfo": {**tencent, "endpoint": f"{public}@{host_port}"},
+        "tencent-percent": {**tencent, "endpoint": f"{host_port}%5C@{public}"},
+        "base_url": {
+            "base_url": f"http://{host_port}\\@embed.example/v1",
+            "model_name_or_path": minilm.model_name,
+        },
+        "base_url-space": {"base_url": f"http:// {host_port}", "model_name_or_path": MINILM},
+    }
+
+
+def test_a_smuggled_authority_is_refused_and_reaches_nothing(
+    minilm: YoutuEmbedder, listener: Listener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from youtu_rag import HttpEmbedder, TencentCloudEmbedder
+
+    secrets = {"TENCENTCLOUD_SECRET_ID": "AKIDusers", "TENCENTCLOUD_SECRET_KEY": "key"}
+    for variable, value in {**secrets, "YOUTU_RAG_API_KEY": API_KEY}.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.delenv(ALLOWED_DESTINATIONS_ENV, raising=False)
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    configs = smuggled_configs(minilm, listener.url)
+    names = {kind: plant(client, minilm, config) for kind, config in configs.items()}
+    for kind, config in configs.items():
+        with pytest.raises(DestinationRefusedError, match="not a plain http"):
+            check_destination(config, collection=names[kind])
+        # Named by the caller, verbatim, it is still no address the backends take.
+        with pytest.raises(DestinationRefusedError, match="not a plain http"):
+            YoutuEmbeddingFunction.build_from_config(
+                config, allowed_destinations=[config.get("base_url") or config["endpoint"]]
+            )
+        with pytest.raises(DestinationRefusedError, match="not a plain http"):
+            ChromaStore(minilm, client, names[kind], create=False)
+        result = runner.invoke(
+            app,
+            [
+                "search",
+                "天气 weather",
+                "--collection",
+                names[kind],
+                "--persist-dir",
+                str(tmp_path / "db"),
+                "--model",
+                MINILM,
+            ],
+        )
+        assert result.exit_code == 1 and "not a plain http" in result.stderr, result.output
+    # The backends themselves take only the plain form, whoever passes it.
+    for config in configs.values():
+        with pytest.raises(ValueError, match="not a plain http"):
+            if "base_url" in config:
+                HttpEmbedder(config["base_url"])
+            else:
+                TencentCloudEmbedder(endpoint=config["endpoint"])
+    lines = plain_recipe([(str(tmp_path / "db"), name) for name in names.values()], **secrets)
+    assert len(lines) == 2 * len(names) and all(line.startswith("ERROR") for line in lines)
+    assert listener.received == []

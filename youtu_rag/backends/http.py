@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from youtu_rag.backends.addresses import parse_url
 from youtu_rag.model.embedder import validate_texts
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class HttpEmbedder:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        # Parsed strictly: what a destination check reads is where httpx connects.
+        parse_url(base_url)
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self.batch_size = batch_size
         self.retries = retries

@@ -8,7 +8,6 @@ works without it. Credentials never reach ``repr``, logs, errors or stored confi
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import re
@@ -16,11 +15,11 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from youtu_rag.backends.addresses import parse_endpoint
 from youtu_rag.model.embedder import validate_texts
 from youtu_rag.model.instructions import format_prefix, resolve_task
 from youtu_rag.model.notices import OnceWarnings
@@ -68,16 +67,6 @@ class TencentCloudError(RuntimeError):
 def _is_transient(error: BaseException) -> bool:
     code = str(getattr(error, "code", ""))
     return code in TRANSIENT_CODES or code.startswith("RequestLimitExceeded")
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """Whether ``host`` is this machine (``localhost`` or a loopback address)."""
-    if host is None:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 class _RedactCredential(logging.Filter):
@@ -153,9 +142,13 @@ class TencentCloudEmbedder:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model
         self.region = region or os.environ.get(REGION_ENV) or DEFAULT_REGION
-        self.endpoint, self.protocol = _split_endpoint(
+        address = parse_endpoint(
             endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT, protocol
         )
+        #: ``host[:port]`` as the SDK connects to it, parsed strictly (see
+        #: :mod:`youtu_rag.backends.addresses`): the destination check reads the same host.
+        self.endpoint = address.netloc
+        self.protocol = address.scheme
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.timeout = timeout
@@ -176,9 +169,7 @@ class TencentCloudEmbedder:
         self._local = threading.local()
         self._sdk = _import_sdk()
         self._credential = _credential(self._sdk, secret_id, secret_key)
-        if self.protocol == "http" and not is_loopback_host(
-            urlsplit(f"//{self.endpoint}").hostname
-        ):
+        if self.protocol == "http" and not address.is_loopback:
             logger.warning("texts go to %s unencrypted (protocol http)", self.endpoint)
 
     @property
@@ -366,27 +357,6 @@ class TencentCloudEmbedder:
                 )
         result: np.ndarray = (vectors / norms[:, None]).astype(np.float32)
         return result
-
-
-def _split_endpoint(endpoint: str, protocol: str | None) -> tuple[str, str]:
-    """``(host[:port], protocol)`` from a host or a URL; a URL's scheme sets the protocol."""
-    if "://" in endpoint:
-        parts = urlsplit(endpoint)
-        if protocol is not None and protocol != parts.scheme:
-            raise ValueError(f"endpoint {endpoint} contradicts protocol {protocol!r}")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(
-                f"endpoint {endpoint} has a path; the Tencent Cloud API is served at the root of "
-                "its host: give http(s)://host[:port] only"
-            )
-        endpoint, protocol = parts.netloc, parts.scheme
-    protocol = protocol or "https"
-    if protocol not in ("http", "https") or not endpoint or "/" in endpoint:
-        raise ValueError(
-            f"endpoint must be a host such as {DEFAULT_ENDPOINT} or an http(s) URL of one, and "
-            f"protocol http or https; got {endpoint!r}, {protocol!r}"
-        )
-    return endpoint, protocol
 
 
 class _Sdk:

@@ -28,7 +28,7 @@ from youtu_rag.cli.options import (
     StoreOptions,
 )
 from youtu_rag.cli.resources import (
-    check_one_index,
+    check_store_options,
     choose_for_collection,
     connect_store,
     one_line,
@@ -162,7 +162,7 @@ def index(
     if ray or ray_address is not None:
         from youtu_rag.backends.protocol import is_remote
 
-        check_one_index(store_options)
+        check_store_options(store_options)
         if store_options.url is not None:
             _require_ray()  # before the server is asked which model the collection has
         chosen = choose_for_collection(store_options, model_options)

@@ -233,11 +233,13 @@ def choose_for_collection(store: StoreOptions, model: ModelOptions) -> ChosenMod
     return choose_model(info, model.model)
 
 
-def check_one_index(store: StoreOptions) -> None:
-    """--url and a --persist-dir other than the default name two indexes: refuse rather than
-    silently use one."""
-    from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR
+def check_store_options(store: StoreOptions) -> None:
+    """Before anything is opened or made: --url and a --persist-dir other than the default name
+    two indexes (refused rather than silently using one), and a collection name Chroma would
+    refuse (refused before a database is made for it)."""
+    from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR, check_collection_name
 
+    check_collection_name(store.collection)
     if store.url and store.persist_dir != DEFAULT_PERSIST_DIR:
         raise ValueError(
             f"--url {store.url} and --persist-dir {store.persist_dir} name two indexes; give one"
@@ -247,7 +249,7 @@ def check_one_index(store: StoreOptions) -> None:
 def connect_store(store: StoreOptions, *, create: bool) -> Any:
     from youtu_rag.index.store import connect
 
-    check_one_index(store)
+    check_store_options(store)
     return connect(None if store.url else store.persist_dir, store.url, create=create)
 
 

@@ -409,7 +409,7 @@ def index_with_ray(
         records = open_records(url=url, collection=collection)
         # The driver writes every chunk, so its lexical index (in the local cache, see
         # youtu_rag.index.lexical) follows each write and delete, as a local run's does.
-        lexical = records.lexical = LexicalMirror(records.client, records.collection)
+        records.lexical = LexicalMirror(records.client, records.collection)
         if new:
             # One block per batch (and one per actor at least): the actors share the work and a
             # retry redoes one batch. Stored before embedding, so no task upstream of the
@@ -459,5 +459,5 @@ def index_with_ray(
     if rechunking:
         finish_rechunk(records, chunker.rules, sources, report)
     report.total_chunks = records.count()
-    lexical.check(report.total_chunks)
+    records.sync_lexical()
     return report

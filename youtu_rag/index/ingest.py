@@ -284,6 +284,7 @@ def ingest(
         report.pruned_files = prune_gone(store, found.roots, seen, report)
     if rechunking and not report.interrupted:
         finish_rechunk(store, chunker.rules, seen, report)
+    store.sync_lexical()
     report.total_chunks = store.count()
     return report
 

@@ -12,18 +12,8 @@ id and a hash of its text. Every change is marked in the manifest before tantivy
 cleared after both have committed, so a process killed in between (``kill -9`` mid-``index``)
 leaves a mark the next opening sees: the index is rebuilt from the collection.
 
-What the index holds is compared with the collection:
-
-- when a store opens: the collection's ids (``collection.get(include=[])``, paged) against the
-  manifest's; missing chunks are read from the collection and added, phantom ids deleted;
-- after each write of ours: the chunks written or deleted are applied at once;
-- before each search: the collection's ``count()`` and newest record against what was seen last
-  (and the manifest's size); a difference (another client added or deleted chunks) brings the
-  id comparison above. The lexical candidates are then looked up in the
-  collection (with the search's ``where``): an id the collection no longer has is never returned,
-  and a hit whose text differs from the indexed text (another client replaced it under the same
-  id) is re-indexed and the search run again. Such an in-place replacement changes neither ids
-  nor size, so it is otherwise found only by ``LexicalMirror.reconcile(compare_texts=True)``.
+When the index is compared with the collection, and how damage is repaired, is the business of
+its one owner, :class:`~youtu_rag.index.lexical_sync.LexicalMirror`.
 """
 
 from __future__ import annotations
@@ -47,6 +37,8 @@ from youtu_rag.index.analyzer import Analyzer, default_analyzer
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "MANIFEST_FILES",
+    "SEGMENTS_FOLDER",
     "LexicalHit",
     "LexicalIndex",
     "lexical_directory",
@@ -59,7 +51,9 @@ logger = logging.getLogger(__name__)
 #: (default ``~/.cache/youtu-rag``; each goes in ``lexical/<host>_<port>/<collection>``).
 CACHE_DIR_ENV = "YOUTU_RAG_CACHE_DIR"
 _MANIFEST = "manifest.sqlite3"
-_SEGMENTS = "tantivy"
+#: The files and the folder the index keeps in its directory: all a repair removes.
+MANIFEST_FILES = tuple(_MANIFEST + end for end in ("", "-journal", "-wal", "-shm"))
+SEGMENTS_FOLDER = _SEGMENTS = "tantivy"
 _LOCK = "write.lock"
 _ID = "id"
 _TERMS = "terms"
@@ -199,6 +193,13 @@ class LexicalIndex:
             and self._state("analyzer") == self.analyzer.name()
         )
 
+    def segments_count(self) -> int:
+        """Chunks tantivy holds: fewer than :meth:`count` when files under the index were
+        deleted or lost (``tantivy/``, its ``meta.json``), though the manifest says clean."""
+        with self._guard:
+            self._index.reload()
+            return int(self._index.searcher().num_docs)
+
     # --- writing -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -253,6 +254,24 @@ class LexicalIndex:
             [(id_, text_hash(text)) for id_, text in pairs],
         )
 
+    def reset(self) -> None:
+        """Empty the index and forget which collection it was built for, until
+        :meth:`mark_built`: a rebuild cut short is noticed and started again."""
+        with self._guard, self._lock:
+            self._set_state("dirty", "1")
+            self._set_state("collection", "")
+            shutil.rmtree(self.directory / _SEGMENTS, ignore_errors=True)
+            self._index = self._open_segments()
+            self._manifest.execute("DELETE FROM chunks")
+            self._set_state("dirty", "0")
+
+    def mark_built(self, collection_id: str) -> None:
+        """Record that the index now holds all of ``collection_id``'s chunks, under this
+        analyzer."""
+        with self._guard, self._lock:
+            self._set_state("collection", collection_id)
+            self._set_state("analyzer", self.analyzer.name())
+
     def rebuild(self, collection_id: str, chunks: Iterable[tuple[str, str]]) -> int:
         """Throw the index away and index ``chunks``, the collection's every ``(id, text)``.
 
@@ -263,13 +282,9 @@ class LexicalIndex:
         Returns:
             Chunks indexed.
         """
-        with self._guard, self._lock:
-            self._set_state("dirty", "1")
-            shutil.rmtree(self.directory / _SEGMENTS, ignore_errors=True)
-            self._index = self._open_segments()
-            self._manifest.execute("DELETE FROM chunks")
+        self.reset()
         indexed = 0
-        with self._changing() as writer:
+        with self._changing() as writer:  # one commit: a cut-short rebuild stays marked dirty
             batch: list[tuple[str, str]] = []
             for pair in chunks:
                 batch.append(pair)
@@ -279,8 +294,7 @@ class LexicalIndex:
                     batch = []
             self._write(writer, batch, ())
             indexed += len(batch)
-            self._set_state("collection", collection_id)
-            self._set_state("analyzer", self.analyzer.name())
+        self.mark_built(collection_id)
         return indexed
 
     # --- searching -----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ ever used to decide what code runs: a stored config asking for remote model code
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import urllib.error
@@ -35,7 +36,8 @@ from youtu_rag.index.analyzer import Analyzer
 from youtu_rag.index.chroma_function import YoutuEmbeddingFunction, check_stored_config
 from youtu_rag.index.defaults import DEFAULT_COLLECTION as DEFAULT_COLLECTION
 from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR as DEFAULT_PERSIST_DIR
-from youtu_rag.index.destinations import check_destination, stored_destination
+from youtu_rag.index.defaults import check_collection_name
+from youtu_rag.backends.destinations import check_destination, stored_destination
 from youtu_rag.index.fingerprint import (
     DIMENSION_KEY,
     DOCUMENT_PREFIX_KEY,
@@ -55,7 +57,7 @@ from youtu_rag.index.fusion import (
     check_mode,
     reciprocal_rank_fusion,
 )
-from youtu_rag.index.lexical_sync import LexicalMirror
+from youtu_rag.index.lexical_sync import LexicalIndexError, LexicalMirror
 from youtu_rag.model.embedder import YoutuEmbedder, validate_texts
 from youtu_rag.model.resolution import ResolvedModel
 
@@ -103,6 +105,8 @@ class Hit:
     (1 - distance) for ``dense``, the BM25 score for ``lexical``, the reciprocal-rank-fusion
     score for ``hybrid``. Each side that ranked the chunk reports its own rank (1 is the best)
     and score; a side that did not run, or did not rank it among its candidates, reports None.
+    ``fallback`` says why a hybrid search was ranked by the dense side alone (its lexical index
+    could not be used), None when it was not.
     """
 
     id: str
@@ -113,6 +117,7 @@ class Hit:
     dense_score: float | None = None
     lexical_rank: int | None = None
     lexical_score: float | None = None
+    fallback: str | None = None
 
     @property
     def source(self) -> str | None:
@@ -425,6 +430,18 @@ class ChromaRecords:
         self.lexical: LexicalMirror | None = None
         """The lexical index kept in step with the writes made here (:class:`ChromaStore`)."""
 
+    def sync_lexical(self) -> None:
+        """Bring the lexical index in step at the end of a run of writes (repairing it if it is
+        damaged), so the next search starts at once; a lexical index that cannot be used is a
+        warning here, as the writes to the collection stand."""
+        if self.lexical is None:
+            return
+        try:
+            with server_errors(self.client):
+                self.lexical.ensure_in_sync()
+        except LexicalIndexError as error:
+            logger.warning("%s; until then hybrid search ranks by the dense side alone", error)
+
     def count(self) -> int:
         """Records in the collection."""
         with server_errors(self.client):
@@ -569,8 +586,8 @@ class ChromaStore(ChromaRecords):
         lexical: bool = True,
         analyzer: Analyzer | None = None,
     ) -> None:
-        """Open (or create) the collection, check that this embedder made it, and bring its
-        lexical index in step (see :mod:`youtu_rag.index.lexical`).
+        """Open (or create) the collection and check that this embedder made it. Its lexical
+        index (see :mod:`youtu_rag.index.lexical_sync`) is opened when first needed.
 
         Args:
             embedder: the embedder that fills and queries the collection.
@@ -607,8 +624,7 @@ class ChromaStore(ChromaRecords):
         super().__init__(client, collection)
         self._check(expected, query_may_differ=query_may_differ)
         if lexical:
-            with server_errors(client):
-                self.lexical = LexicalMirror(client, collection, analyzer)
+            self.lexical = LexicalMirror(client, collection, analyzer)
 
     @classmethod
     def open(
@@ -639,6 +655,7 @@ class ChromaStore(ChromaRecords):
         Raises:
             StoreError: see :func:`connect` and :class:`ChromaStore`.
         """
+        check_collection_name(collection)  # before connecting makes a database
         return cls(
             embedder,
             connect(persist_dir, url, create=create),
@@ -815,10 +832,35 @@ class ChromaStore(ChromaRecords):
             raise ValueError("MMR compares embeddings: use it with the dense or hybrid mode")
         if mode == "dense":
             return self._dense_search(query, k, where, where_document, mmr, fetch_k, lambda_mult)
+        try:
+            return self._search_with_lexical(
+                query, k, where, where_document, mode, mmr, fetch_k, lambda_mult, fusion
+            )
+        except LexicalIndexError as error:
+            if mode == "lexical":
+                raise
+            logger.warning("hybrid search ranked by the dense side alone: %s", error)
+            hits = self._dense_search(query, k, where, where_document, mmr, fetch_k, lambda_mult)
+            return [dataclasses.replace(hit, fallback=str(error)) for hit in hits]
+
+    def _search_with_lexical(
+        self,
+        query: str,
+        k: int,
+        where: Mapping[str, Any] | None,
+        where_document: Mapping[str, Any] | None,
+        mode: SearchMode,
+        mmr: bool,
+        fetch_k: int | None,
+        lambda_mult: float,
+        fusion: Fusion | None,
+    ) -> list[Hit]:
         validate_texts([query])
         fusion = fusion or Fusion()
         wanted = max(k, fetch_k or 4 * k) if mmr else k
+        assert self.lexical is not None
         with server_errors(self.client):
+            self.lexical.ensure_in_sync()  # before the query is embedded: it may fail
             available = self.count()
             if not available:
                 return []
@@ -900,7 +942,7 @@ class ChromaStore(ChromaRecords):
         side and the fused hits, so a lexical-only hit that fails it is dropped."""
         assert self.lexical is not None
         depth = wanted if mode == "lexical" else max(wanted, fusion.candidates)
-        lexical = self.lexical.search(query, depth, where, available)
+        lexical = self.lexical.search(query, depth, where)
         lexical_ranks = {hit.id: (rank, hit.score) for rank, hit in enumerate(lexical, start=1)}
         dense_ranks: dict[str, tuple[int, float]] = {}
         if query_vector is not None:

@@ -72,7 +72,8 @@ def _one_corpus(
             embeddings=unit_vectors(generator, len(part), embedder.dimension),
         )
     started = time.perf_counter()
-    store.lexical = LexicalMirror(client, store.collection)  # built from the collection
+    store.lexical = LexicalMirror(client, store.collection)
+    store.lexical.ensure_in_sync()  # built from the collection
     build_seconds = time.perf_counter() - started
     row: dict[str, Any] = {
         "corpus": name,

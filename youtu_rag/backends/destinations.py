@@ -7,7 +7,9 @@ in it would make every process that reopens the collection send its texts, and t
 SecretId from its own environment, to that place. So a stored destination is used only when the
 caller names it: :data:`ALLOWED_DESTINATIONS_ENV` or an ``allowed_destinations`` argument (the
 same opt-in pattern as remote code). Credentials travel only over https, or to a loopback address
-the caller named.
+the caller named. A destination is read with the backends' own strict parser
+(:mod:`youtu_rag.backends.addresses`), so the host checked here is the host they connect to; one
+it cannot read is refused outright.
 """
 
 from __future__ import annotations
@@ -16,16 +18,11 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
+from youtu_rag.backends.addresses import parse_endpoint, parse_url
 from youtu_rag.backends.http import API_KEY_ENV
 from youtu_rag.backends.protocol import is_remote
-from youtu_rag.backends.tencent_cloud import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_REGION,
-    REGION_ENV,
-    is_loopback_host,
-)
+from youtu_rag.backends.tencent_cloud import DEFAULT_ENDPOINT, DEFAULT_REGION, REGION_ENV
 
 #: Comma-separated URLs (``https://embed.example.com``, ``http://127.0.0.1:8000``) that a stored
 #: embedding-function config may send texts to.
@@ -56,22 +53,17 @@ def normalise_url(url: str) -> str:
     two spellings of one address compare equal.
 
     Raises:
-        ValueError: not an http(s) URL with a host.
+        ValueError: not a plain http(s) URL (see :func:`~youtu_rag.backends.addresses.parse_url`).
     """
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url!r}")
-    port = parts.port or (443 if scheme == "https" else 80)
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}{parts.path.rstrip('/')}"
+    return parse_url(url.strip()).url
 
 
 def is_loopback(url: str) -> bool:
     """Whether the URL's host is this machine (``localhost`` or a loopback address)."""
-    return is_loopback_host(urlsplit(url).hostname)
+    try:
+        return parse_url(url).is_loopback
+    except ValueError:
+        return False
 
 
 def stored_destination(config: Mapping[str, Any]) -> Destination | None:
@@ -88,8 +80,11 @@ def stored_destination(config: Mapping[str, Any]) -> Destination | None:
     if not is_remote(str(config.get("model_name_or_path", ""))):
         return None
     endpoint = str(config.get("endpoint") or DEFAULT_ENDPOINT)
-    protocol = str(config.get("protocol") or "https")
-    url = _normalised_or_raw(endpoint if "://" in endpoint else f"{protocol}://{endpoint}")
+    protocol = config.get("protocol")
+    try:
+        url = parse_endpoint(endpoint, None if protocol is None else str(protocol)).url
+    except ValueError:
+        url = endpoint.strip()  # not a plain address: check_destination refuses it
     region = config.get("region")
     own_region = os.environ.get(REGION_ENV) or DEFAULT_REGION
     if url == normalise_url(_TENCENT_CLOUD_URL) and region in (None, own_region):
@@ -125,6 +120,12 @@ def check_destination(
     if destination is None:
         return
     where = f"collection {collection!r}" if collection is not None else "a collection"
+    try:
+        normalise_url(destination.url)
+    except ValueError as error:
+        raise DestinationRefusedError(
+            f"{where} stores an embedding destination that is refused: {error}"
+        ) from None
     if destination.url not in allowed_destinations(allowed):
         raise DestinationRefusedError(
             f"{where} stores an embedding destination, {destination}, that this process did not "

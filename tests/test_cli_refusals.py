@@ -49,7 +49,7 @@ def test_serve_on_a_busy_port_is_one_error_line() -> None:
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8080/v1", "https://h.example/api?x=1"])
 def test_a_tencent_endpoint_keeps_no_path_silently(endpoint: str) -> None:
-    with pytest.raises(ValueError, match="has a path|has a query"):
+    with pytest.raises(ValueError, match=r"has a path|has a query"):
         TencentCloudEmbedder("lke-text-embedding-v1", endpoint=endpoint)
     kept = TencentCloudEmbedder("lke-text-embedding-v1", endpoint="http://127.0.0.1:8080/")
     assert (kept.protocol, kept.endpoint) == ("http", "127.0.0.1:8080")

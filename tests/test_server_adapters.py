@@ -18,8 +18,8 @@ from llama_index.embeddings.youtu import YoutuEmbedding
 
 from tests.server_process import QUERY_INSTRUCTION
 from youtu_rag import MINILM, YoutuEmbedder, YoutuEmbeddingFunction
-from youtu_rag.backends.http import EmbeddingServerError, HttpEmbedder
 from youtu_rag.backends.destinations import ALLOWED_DESTINATIONS_ENV
+from youtu_rag.backends.http import EmbeddingServerError, HttpEmbedder
 
 CORPUS = {
     "cats": "Cats purr when they are content and knead soft blankets with their paws.",

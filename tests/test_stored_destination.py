@@ -23,14 +23,14 @@ from typer.testing import CliRunner
 from tests.plain_chroma import run_plain_recipe
 from tests.test_remote_code import PlantedFunction
 from youtu_rag import MINILM, YoutuEmbedder
-from youtu_rag.cli import app
-from youtu_rag.index.chroma_function import YoutuEmbeddingFunction
 from youtu_rag.backends.destinations import (
     ALLOWED_DESTINATIONS_ENV,
     DestinationRefusedError,
     check_destination,
     normalise_url,
 )
+from youtu_rag.cli import app
+from youtu_rag.index.chroma_function import YoutuEmbeddingFunction
 from youtu_rag.index.store import ChromaStore, fingerprint
 
 runner = CliRunner()

@@ -28,10 +28,10 @@ from typer.testing import CliRunner
 from tests import tencent_cloud_standin as standin_module
 from tests.tencent_cloud_standin import MAX_CHARACTERS, MAX_INPUTS, SECRET_ID, SECRET_KEY
 from youtu_rag import MINILM, TencentCloudEmbedder, TencentCloudError, YoutuEmbedder
+from youtu_rag.backends.destinations import ALLOWED_DESTINATIONS_ENV, DestinationRefusedError
 from youtu_rag.backends.protocol import create_embedder
 from youtu_rag.cli import app
 from youtu_rag.index.chroma_function import YoutuEmbeddingFunction
-from youtu_rag.backends.destinations import ALLOWED_DESTINATIONS_ENV, DestinationRefusedError
 from youtu_rag.index.store import ChromaStore, ModelMismatchError, connect, describe, fingerprint
 from youtu_rag.model.instructions import CMTEB_INSTRUCTIONS, format_prefix
 from youtu_rag.serve.process import stop_process

@@ -21,7 +21,7 @@ _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _AUTHORITY = re.compile(
     rf"(?P<host>{_LABEL}(?:\.{_LABEL})*|\[(?P<ipv6>[0-9A-Fa-f:.]+)\])(?::(?P<port>[0-9]{{1,5}}))?"
 )
-_URL = re.compile(rf"(?P<scheme>[A-Za-z]+)://(?P<authority>[^/]*)(?P<path>/[A-Za-z0-9._~/-]*)?")
+_URL = re.compile(r"(?P<scheme>[A-Za-z]+)://(?P<authority>[^/]*)(?P<path>/[A-Za-z0-9._~/-]*)?")
 
 
 @dataclass(frozen=True)

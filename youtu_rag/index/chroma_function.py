@@ -27,11 +27,11 @@ from chromadb.api.models.CollectionCommon import CollectionCommon
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from youtu_rag.backends.destinations import check_destination
 from youtu_rag.backends.http import HttpEmbedder
 from youtu_rag.backends.protocol import TextEmbedder, is_remote
 from youtu_rag.backends.settings import EmbedderSettings
 from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
-from youtu_rag.backends.destinations import check_destination
 from youtu_rag.index.fingerprint import (
     MODEL_KEY,
     describe_differences,
@@ -336,7 +336,8 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
         A config that sends texts somewhere (a ``base_url``, a Tencent Cloud endpoint other than
         the public one, or another region) raises
         :class:`~youtu_rag.backends.destinations.DestinationRefusedError` unless that URL is in
-        ``allowed_destinations`` or :data:`~youtu_rag.backends.destinations.ALLOWED_DESTINATIONS_ENV`;
+        ``allowed_destinations`` or
+        :data:`~youtu_rag.backends.destinations.ALLOWED_DESTINATIONS_ENV`;
         credentials go only over https or to an allowed loopback address.
 
         Args:

@@ -29,10 +29,10 @@ import errno
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
@@ -50,6 +50,8 @@ from youtu_rag.index.lexical import (
 __all__ = ["LexicalIndexError", "LexicalMirror", "index_directory"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _PAGE = 5000  # records per `get` when reading a whole collection
 #: What the index's own code raises on damaged files: tantivy's ValueError ("Data corrupted",
@@ -237,7 +239,9 @@ class LexicalMirror:
             texts = compare_texts or (opening and self._database is None)
             self._reconcile(index, signature, compare_texts=texts)
 
-    def _reconcile(self, index: LexicalIndex, signature: _Signature, *, compare_texts: bool) -> None:
+    def _reconcile(
+        self, index: LexicalIndex, signature: _Signature, *, compare_texts: bool
+    ) -> None:
         ids = self._collection_ids()
         with _index_call():
             held = index.ids()
@@ -280,9 +284,7 @@ class LexicalMirror:
         self._seen = signature
         return len(ids)
 
-    def _search(
-        self, query: str, limit: int, where: Mapping[str, Any] | None
-    ) -> list[LexicalHit]:
+    def _search(self, query: str, limit: int, where: Mapping[str, Any] | None) -> list[LexicalHit]:
         index = self._open()
         depth = limit
         while True:
@@ -308,7 +310,7 @@ class LexicalMirror:
                 return hits[:limit]
             depth *= 4
 
-    def _follow(self, change: Any) -> None:
+    def _follow(self, change: Callable[[LexicalIndex], None]) -> None:
         """Apply one of our writes (an index opened now catches up by ids, this write
         included). A failure is a warning, once: the next use catches up by ids."""
         with self._lock:
@@ -332,7 +334,7 @@ class LexicalMirror:
 
     # --- repair --------------------------------------------------------------------------------
 
-    def _repairing(self, action: Any) -> Any:
+    def _repairing(self, action: Callable[[], T]) -> T:
         """Run ``action``; if the index's files fail it, rebuild them from the collection and
         run it again."""
         try:

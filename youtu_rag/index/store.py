@@ -31,13 +31,13 @@ from chromadb.api.types import Embeddable, EmbeddingFunction, Include
 from chromadb.errors import AuthorizationError, ChromaAuthError, NotFoundError
 from chromadb.utils.batch_utils import create_batches
 
+from youtu_rag.backends.destinations import check_destination, stored_destination
 from youtu_rag.backends.protocol import Embedder, is_remote
 from youtu_rag.index.analyzer import Analyzer
 from youtu_rag.index.chroma_function import YoutuEmbeddingFunction, check_stored_config
 from youtu_rag.index.defaults import DEFAULT_COLLECTION as DEFAULT_COLLECTION
 from youtu_rag.index.defaults import DEFAULT_PERSIST_DIR as DEFAULT_PERSIST_DIR
 from youtu_rag.index.defaults import check_collection_name
-from youtu_rag.backends.destinations import check_destination, stored_destination
 from youtu_rag.index.fingerprint import (
     DIMENSION_KEY,
     DOCUMENT_PREFIX_KEY,

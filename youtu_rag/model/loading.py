@@ -248,11 +248,9 @@ def _load_auto_model(
     if trust_remote_code:
         logger.info("loading %s with trust_remote_code=True", source)
     try:
+        options: dict[str, Any] = {"config": known} if known is not None else {}
         model: PreTrainedModel = AutoModel.from_pretrained(
-            source,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            **({"config": known} if known is not None else {}),
+            source, dtype=dtype, trust_remote_code=trust_remote_code, **options
         )
     except (ImportError, AttributeError) as error:
         if not (trust_remote_code and is_utu(config)):

@@ -10,6 +10,7 @@ import pytest
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from typer.testing import CliRunner, Result
 
+from tests.cli_process import run_cli
 from tests.corpora import chinese_corpus, english_corpus
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
@@ -97,18 +98,27 @@ def test_a_collection_of_other_rules_is_refused_then_rechunked_whole(
     assert "\n" not in str(refused.value) and "no recorded rules" in str(refused.value)
     assert store.count() == before and stored(store) == old and store.chunking_record() is None
 
-    # One file changes on disk, the others do not: all are chunked anew.
+    # One file changes on disk, the others do not: all are chunked anew. The other folder's
+    # file is not under the paths: its chunks stay, cut under the old rules, and are counted.
     changed = docs / "zh.txt"
     changed.write_text(changed.read_text(encoding="utf-8") + "最后加了一句。", encoding="utf-8")
+    kept = {record for record in old if record[0].startswith(str(other.resolve()))}
     report = ingest(store, [docs], rechunk=True, **SIZE)
-    assert report.rechunked and report.dropped_files == 1
+    assert report.rechunked and (report.other_files, report.dropped_files) == (1, 0)
     assert (report.changed, report.unchanged) == (3, 0)
     now = stored(store)
-    assert now == expected(minilm, [docs])  # no chunk of the old rules is left
-    assert report.chunks_deleted == before - len(old & now)
+    assert now == expected(minilm, [docs]) | kept  # no chunk of the old rules under docs
+    assert report.chunks_deleted == len(old - kept) - len((old - kept) & now)
     assert report.total_chunks == len(now) == store.count()
     assert store.chunking_record() == make_chunker(minilm, **SIZE).rules.to_record()
     assert any(section == "指南 > 安装" for *_, section in now)
+    # Indexed again, the other folder is chunked under the recorded (new) rules.
+    ingest(store, [other], **SIZE)
+    assert stored(store) == expected(minilm, [docs, other])
+    ingest(store, [docs], rechunk=True, drop_others=True, **SIZE)  # same rules: drops nothing
+    assert stored(store) == expected(minilm, [docs, other])
+    store.delete(store.ids_where({"source": str((other / "elsewhere.txt").resolve())}))
+    now = stored(store)
 
     again = ingest(store, [docs], **SIZE)
     assert (again.chunks_written, again.chunks_deleted, again.unchanged) == (0, 0, 3)
@@ -124,6 +134,26 @@ def test_a_collection_of_other_rules_is_refused_then_rechunked_whole(
     with pytest.raises(ChunkingRulesError):
         ingest(reopened, [docs], separators="latin", **SIZE)
     assert stored(reopened) == now
+
+
+def test_drop_others_names_the_other_files_before_removing_them(
+    minilm: YoutuEmbedder, folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    docs, other = folders
+    db = tmp_path / "db"
+    index_as_before(ChromaStore.open(minilm, persist_dir=db, collection="drop"), [docs, other])
+    common = ["--persist-dir", db, "--collection", "drop", "--chunk-size", "64"]
+    refused = run("index", docs, *common, "--drop-others", "--chunk-overlap", "0")
+    assert refused.exit_code == 1 and "--drop-others goes with --rechunk" in refused.stderr
+    result = run_cli("index", docs, *common, "--chunk-overlap", "0", "--rechunk", "--drop-others")
+    assert result.returncode == 0, result.stderr
+    elsewhere = str((other / "elsewhere.txt").resolve())
+    warning = next(line for line in result.stderr.splitlines() if "--drop-others" in line)
+    assert warning.startswith("warning: removing the chunks of 1 files") and elsewhere in warning
+    assert "1 files not under PATHS removed (--drop-others)" in result.stdout
+    store = ChromaStore.open(minilm, persist_dir=db, collection="drop")
+    assert not store.ids_where({"source": elsewhere})
+    assert stored(store) == expected(minilm, [docs])
 
 
 def test_a_new_collection_records_its_rules_and_takes_a_given_splitter(
@@ -158,9 +188,10 @@ def test_cli_refuses_in_one_line_and_rechunks_with_counts(
     assert len(errors) == 1 and "--rechunk" in errors[0]
     rechunked = run("index", *common, "--chunk-overlap", "0", "--rechunk")
     assert rechunked.exit_code == 0, rechunked.output
-    assert "Re-chunked 'docs' under the new chunking rules: 3 files chunked anew, 1 files " in (
-        rechunked.stdout
-    )
+    assert (
+        "Re-chunked 'docs' under the new chunking rules: 3 files chunked anew; 1 files not under "
+        "PATHS keep chunks cut under the old rules until they are indexed again"
+    ) in " ".join(rechunked.stdout.split())
     again = run("index", *common, "--chunk-overlap", "0")
     assert "0 chunks written, 0 removed" in again.stdout
     bad = run("index", *common, "--separators", "klingon")

@@ -121,7 +121,15 @@ def index(
         typer.Option(
             "--rechunk",
             help="The collection was chunked under other rules: chunk every file under PATHS "
-            "anew and remove the chunks of other files.",
+            "anew. Other files keep their chunks until indexed again (see --drop-others).",
+        ),
+    ] = False,
+    drop_others: Annotated[
+        bool,
+        typer.Option(
+            "--drop-others",
+            help="With --rechunk: remove the chunks of files not under PATHS (each named "
+            "before its chunks go).",
         ),
     ] = False,
     prune: Annotated[
@@ -159,6 +167,8 @@ def index(
     from youtu_rag.index.ingest import find_files, ingest
 
     parse_separators(separators)  # bad separators fail before the model loads
+    if drop_others and not rechunk:
+        raise ValueError("--drop-others goes with --rechunk")
     if ray or ray_address is not None:
         from youtu_rag.backends.protocol import is_remote
 
@@ -179,6 +189,7 @@ def index(
             chunk_overlap=chunk_overlap,
             separators=separators,
             rechunk=rechunk,
+            drop_others=drop_others,
             prune=prune,
             concurrency=ray_workers,
             num_gpus=ray_gpus_per_worker,
@@ -198,6 +209,7 @@ def index(
                 chunk_overlap=chunk_overlap,
                 separators=separators,
                 rechunk=rechunk,
+                drop_others=drop_others,
                 prune=prune,
                 show_progress=True,
                 stop=stop,
@@ -215,11 +227,17 @@ def index(
     pruned = f", {report.pruned_files} deleted files pruned" if prune else ""
     skipped = f", {len(report.skipped)} skipped (listed above)" if report.skipped else ""
     if report.rechunked:
-        dropped = report.dropped_files
+        dropped, others = report.dropped_files, report.other_files
         console.print(
             f"Re-chunked {store_options.collection!r} under the new chunking rules: "
             f"{report.changed + report.unchanged} files chunked anew"
-            + (f", {dropped} files not under PATHS removed (index them again)" if dropped else "")
+            + (f", {dropped} files not under PATHS removed (--drop-others)" if dropped else "")
+            + (
+                f"; {others} files not under PATHS keep chunks cut under the old rules until "
+                "they are indexed again (or --drop-others removes them)"
+                if others
+                else ""
+            )
             + "."
         )
     console.print(

@@ -319,6 +319,7 @@ def index_with_ray(
     chunk_overlap: int | None = None,
     separators: str | Sequence[str] | None = None,
     rechunk: bool = False,
+    drop_others: bool = False,
     prune: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     concurrency: int = 1,
@@ -457,7 +458,7 @@ def index_with_ray(
     if prune and roots is not None:
         report.pruned_files = prune_gone(records, roots, sources, report)
     if rechunking:
-        finish_rechunk(records, chunker.rules, sources, report)
+        finish_rechunk(records, chunker.rules, sources, report, drop_others=drop_others)
     report.total_chunks = records.count()
     records.sync_lexical()
     return report

@@ -12,7 +12,9 @@ earlier, readable version are removed (the report says how many); the run goes o
 
 The chunking rules are recorded with the collection. A collection chunked under other rules (or
 before rules were recorded) is refused rather than silently mixed with chunks of the new rules;
-``rechunk`` re-chunks every file under the given paths and removes the chunks of any other file.
+``rechunk`` re-chunks every file under the given paths. Files of the collection that are not under
+them keep their chunks (a collection often holds several folders): they are re-chunked when next
+indexed, or removed by ``drop_others``, which names them in a warning before they go.
 """
 
 from __future__ import annotations
@@ -123,7 +125,9 @@ class IngestReport:
     rechunked: bool = False
     """The collection was chunked under other rules and every file was chunked anew."""
     dropped_files: int = 0
-    """Files chunked under the old rules that were not under the paths: removed by a rechunk."""
+    """Files not under the paths whose chunks a rechunk with ``drop_others`` removed."""
+    other_files: int = 0
+    """Files not under the paths that a rechunk left with chunks cut under the old rules."""
 
 
 class ChunkingRulesError(StoreError):
@@ -202,14 +206,29 @@ def check_chunking(records: ChromaRecords, rules: ChunkingRules, *, rechunk: boo
 
 
 def finish_rechunk(
-    records: ChromaRecords, rules: ChunkingRules, seen: set[str], report: IngestReport
+    records: ChromaRecords,
+    rules: ChunkingRules,
+    seen: set[str],
+    report: IngestReport,
+    *,
+    drop_others: bool = False,
 ) -> None:
-    """After every file under the paths was chunked anew: remove the chunks of the other files
-    (they follow the old rules) and record the new rules."""
-    for source in sorted(records.sources() - seen):
-        report.chunks_deleted += records.delete(records.ids_where({"source": source}))
-        report.dropped_files += 1
-        logger.info("removed %s: chunked under the old rules and not under the paths", source)
+    """After every file under the paths was chunked anew, record the new rules. The other
+    files' chunks stay (counted in :attr:`IngestReport.other_files`), unless ``drop_others``:
+    then they are removed, each named in a warning before its chunks go."""
+    others = sorted(records.sources() - seen)
+    if drop_others:
+        if others:
+            logger.warning(
+                "removing the chunks of %d files not under the paths (--drop-others): %s",
+                len(others),
+                ", ".join(others[:20]) + (", ..." if len(others) > 20 else ""),
+            )
+        for source in others:
+            report.chunks_deleted += records.delete(records.ids_where({"source": source}))
+            report.dropped_files += 1
+    else:
+        report.other_files = len(others)
     records.record_chunking(rules.to_record())
     report.rechunked = True
 
@@ -223,6 +242,7 @@ def ingest(
     separators: str | Sequence[str] | None = None,
     splitter: TextSplitter | None = None,
     rechunk: bool = False,
+    drop_others: bool = False,
     prune: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool = False,
@@ -246,7 +266,7 @@ def ingest(
     by ``splitter``, any LangChain ``TextSplitter``, used within Markdown sections and PDF pages.
     The rules are recorded with the collection: a collection chunked under other rules raises
     :class:`ChunkingRulesError` unless ``rechunk``, which re-chunks every file under ``paths``
-    and removes the chunks of the files that are not.
+    (see :func:`finish_rechunk` for the files that are not, and ``drop_others``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -283,7 +303,7 @@ def ingest(
     if prune and not report.interrupted:
         report.pruned_files = prune_gone(store, found.roots, seen, report)
     if rechunking and not report.interrupted:
-        finish_rechunk(store, chunker.rules, seen, report)
+        finish_rechunk(store, chunker.rules, seen, report, drop_others=drop_others)
     store.sync_lexical()
     report.total_chunks = store.count()
     return report

@@ -823,6 +823,7 @@ class ChromaStore(ChromaRecords):
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        query = validate_texts([query])[0]
         if not 0.0 <= lambda_mult <= 1.0:
             raise ValueError(f"lambda_mult must be between 0 and 1, got {lambda_mult}")
         check_mode(mode)
@@ -855,7 +856,6 @@ class ChromaStore(ChromaRecords):
         lambda_mult: float,
         fusion: Fusion | None,
     ) -> list[Hit]:
-        validate_texts([query])
         fusion = fusion or Fusion()
         wanted = max(k, fetch_k or 4 * k) if mmr else k
         assert self.lexical is not None

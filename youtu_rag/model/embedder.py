@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ from youtu_rag.model.utu import Attention
 logger = logging.getLogger(__name__)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def validate_texts(texts: str | Iterable[str]) -> list[str]:
     """The texts as a list, or the error that names the first bad one by its index.
 
@@ -42,6 +46,10 @@ def validate_texts(texts: str | Iterable[str]) -> list[str]:
 
     Returns:
         The texts as a list (a single string becomes a list of one).
+
+    A lone surrogate (an undecodable byte of a command line, ``"\\udcff"``, or half of a
+    pair) cannot be tokenized or stored: it becomes U+FFFD, as a decoder's ``errors="replace"``
+    would have made it, with a warning.
 
     Raises:
         TypeError: a text is not a string.
@@ -53,6 +61,11 @@ def validate_texts(texts: str | Iterable[str]) -> list[str]:
             raise TypeError(f"text at index {index} is {type(text).__name__}, not str")
         if not text.strip():
             raise ValueError(f"text at index {index} is empty or whitespace only")
+        if _SURROGATE.search(text):
+            items[index] = _SURROGATE.sub("\ufffd", text)
+            logger.warning(
+                "text at index %d holds undecodable characters; each became U+FFFD", index
+            )
     return items
 
 

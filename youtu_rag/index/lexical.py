@@ -193,6 +193,18 @@ class LexicalIndex:
             and self._state("analyzer") == self.analyzer.name()
         )
 
+    def synced_sequence(self) -> int | None:
+        """The collection's write sequence number (see
+        :mod:`~youtu_rag.index.lexical_sync`) this index was last brought in step with."""
+        with self._guard:
+            value = self._state("sequence")
+        return int(value) if value else None
+
+    def record_sequence(self, sequence: int | None) -> None:
+        """Record that the index is in step with the collection as of ``sequence``."""
+        with self._guard:
+            self._set_state("sequence", "" if sequence is None else str(sequence))
+
     def segments_count(self) -> int:
         """Chunks tantivy holds: fewer than :meth:`count` when files under the index were
         deleted or lost (``tantivy/``, its ``meta.json``), though the manifest says clean."""

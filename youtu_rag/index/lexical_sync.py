@@ -230,34 +230,57 @@ class LexicalMirror:
             stale = signature != self._seen or held != signature.count
             valid = not stale or index.is_valid_for(str(self.collection.id))
             kept = index.segments_count()
+            synced = index.synced_sequence()
         if valid and kept != held:
             raise _Damaged(ValueError(f"its tantivy files hold {kept} of its {held} chunks"))
         if not valid:
             self._rebuild(index, signature)
-        elif stale or compare_texts:
+            return
+        rewritten: list[str] = []
+        if signature.sequence is None:
             # A server shows no write sequence: compare every text once, on opening.
-            texts = compare_texts or (opening and self._database is None)
-            self._reconcile(index, signature, compare_texts=texts)
+            compare_texts = compare_texts or opening
+        elif signature.sequence != synced:
+            written = self._written_since(synced)
+            compare_texts = compare_texts or written is None
+            rewritten = written or []
+        if stale or compare_texts or rewritten:
+            self._reconcile(index, signature, compare_texts=compare_texts, rewritten=rewritten)
+        elif synced != signature.sequence:
+            with _index_call():
+                index.record_sequence(signature.sequence)
 
     def _reconcile(
-        self, index: LexicalIndex, signature: _Signature, *, compare_texts: bool
+        self,
+        index: LexicalIndex,
+        signature: _Signature,
+        *,
+        compare_texts: bool,
+        rewritten: Sequence[str] = (),
     ) -> None:
+        """Apply the difference of ids, and re-index the ``rewritten`` ids (every id whose text
+        differs, with ``compare_texts``)."""
         ids = self._collection_ids()
         with _index_call():
             held = index.ids()
         current = set(ids)
         missing = sorted(current - held)
         phantom = sorted(held - current)
+        present = current & held
         if compare_texts:
-            present = sorted(current & held)
             with _index_call():
-                indexed = index.hashes(present)
+                indexed = index.hashes(sorted(present))
             missing += [
-                id_ for id_, text in self._texts(present) if indexed.get(id_) != text_hash(text)
+                id_
+                for id_, text in self._texts(sorted(present))
+                if indexed.get(id_) != text_hash(text)
             ]
+        else:
+            missing += sorted(present.intersection(rewritten))
         if missing or phantom:
             logger.info(
-                "lexical index of %r: %d chunks added, %d removed to match the collection",
+                "lexical index of %r: %d chunks added or re-indexed, %d removed to match the "
+                "collection",
                 self.collection.name,
                 len(missing),
                 len(phantom),
@@ -266,6 +289,8 @@ class LexicalMirror:
                 pairs = list(self._texts(missing[start : start + _PAGE]))
                 with _index_call():
                     index.apply(pairs, phantom if start == 0 else ())
+        with _index_call():
+            index.record_sequence(signature.sequence)
         self._seen = signature
 
     def _rebuild(self, index: LexicalIndex, signature: _Signature) -> int:
@@ -281,6 +306,7 @@ class LexicalMirror:
                 index.apply(pairs)
         with _index_call():
             index.mark_built(str(self.collection.id))
+            index.record_sequence(signature.sequence)
         self._seen = signature
         return len(ids)
 
@@ -320,7 +346,8 @@ class LexicalMirror:
                     return
                 with _index_call():
                     change(self._index)
-                self._seen = self._signature()
+                    self._seen = self._signature()
+                    self._index.record_sequence(self._seen.sequence)
             except (_Damaged, LexicalIndexError) as problem:
                 if not self._write_warned:
                     self._write_warned = True
@@ -416,6 +443,24 @@ class LexicalMirror:
         except sqlite3.Error:
             return None
         return None if row is None or row[0] is None else int(row[0])
+
+    def _written_since(self, sequence: int | None) -> list[str] | None:
+        """Ids of the records an embedded database wrote after ``sequence`` (adds, updates,
+        upserts); None when that cannot be told (no sequence yet, a server, another layout)."""
+        if self._database is None or sequence is None:
+            return None
+        try:
+            with contextlib.closing(
+                sqlite3.connect(f"{self._database.as_uri()}?mode=ro", uri=True)
+            ) as database:
+                rows = database.execute(
+                    "SELECT e.embedding_id FROM embeddings e JOIN segments s "
+                    "ON s.id = e.segment_id WHERE s.collection = ? AND e.seq_id > ?",
+                    (str(self.collection.id), sequence),
+                ).fetchall()
+        except sqlite3.Error:
+            return None
+        return [str(row[0]) for row in rows]
 
     def _texts(self, ids: Sequence[str]) -> Iterator[tuple[str, str]]:
         for start in range(0, len(ids), _PAGE):

@@ -92,6 +92,49 @@ async def test_a_new_request_waits_behind_at_most_one_batch() -> None:
     assert (texts, batches) == (49, batcher.batches) and batches == 13
 
 
+async def test_small_requests_get_batches_of_their_own_in_turn_with_a_large_one() -> None:
+    """Queries and documents share a prefix here (MiniLM has no instruction), so only the turn
+    rule keeps a one-word request out of a full batch of the large request's documents; and the
+    large request still gets every other batch however many small ones wait."""
+    embedder = YoutuEmbedder(MINILM, device="cpu", batch_size=4)
+    bulk_texts = [f"passage {i} about retrieval, 检索段落 {i}" for i in range(40)]
+    smalls = [[f"question {i}", f"问题 {i}"] for i in range(6)]
+    batches: list[list[str]] = []
+    encode = embedder.encode
+
+    def recording_encode(texts: list[str], prefix: str = "") -> np.ndarray:
+        batches.append(list(texts))
+        return encode(texts, prefix)
+
+    embedder.encode = recording_encode  # type: ignore[method-assign]
+    with ThreadPoolExecutor(1) as model_thread:
+        batcher = Batcher(
+            embedder, model_thread, ServerMetrics(), max_wait_s=0, max_queued_texts=100
+        )
+        worker = asyncio.create_task(batcher.run())
+        bulk = batcher.submit(bulk_texts, embedder.token_counts(bulk_texts).lengths, "", "document")
+        while batcher.batches < 2:
+            await asyncio.sleep(0.001)
+        first = len(batches)
+        jobs = [
+            batcher.submit(texts, embedder.token_counts(texts).lengths, "", "query")
+            for texts in smalls
+        ]
+        vectors = [await job.future for job in jobs]
+        batcher.drain()
+        await worker
+    after = batches[first:]
+    small_texts = {text for texts in smalls for text in texts}
+    kinds = ["small" if set(batch) <= small_texts else "large" for batch in after]
+    assert all(set(batch) <= small_texts or not set(batch) & small_texts for batch in after)
+    # Small and large alternate while both wait (the six small requests fill three batches of
+    # four), and a small text never rides in a large batch.
+    assert kinds == ["small", "large"] * 3 + ["large"] * (len(kinds) - 6), kinds
+    for texts, got in zip(smalls, vectors, strict=True):
+        assert np.abs(got - encode(texts)).max() <= 1e-6
+    assert np.abs(bulk.future.result() - encode(bulk_texts)).max() <= 1e-6
+
+
 async def test_queue_limit_and_draining(minilm: YoutuEmbedder) -> None:
     with ThreadPoolExecutor(1) as model_thread:
         batcher = Batcher(minilm, model_thread, ServerMetrics(), max_wait_s=60, max_queued_texts=3)

@@ -207,3 +207,28 @@ def test_bench_serve_command_json() -> None:
     for row in report["server"]["one_request_per_forward"].values():
         assert row["texts_per_forward"] == 1
     assert report["machine"]["logical_cpus"] >= 1 and report["machine"]["cpu"]
+
+
+def test_bench_serve_fairness_scenario_json() -> None:
+    """One-word requests idle and during a large request, with the large request's vectors
+    checked against the model in process (figures are printed, never asserted: timings are
+    noisy here)."""
+    result = CliRunner().invoke(
+        app,
+        [
+            *("bench", "serve", "--beir", str(SAMPLE), "--model", MINILM, "--scenario"),
+            *("fairness", "--big-texts", "48", "--big-characters", "600", "--batch-size", "8"),
+            *("--threads", "1", "--json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == {"fairness"}
+    fairness = report["fairness"]
+    assert fairness["big_request"] == {"texts": 48, "characters": 600}
+    assert fairness["big_in_order"] and fairness["big_vectors_max_abs_diff"] <= 1e-5
+    assert fairness["big_request_forward_passes"] == 6  # 48 texts, 8 a batch
+    assert fairness["probes_during"] >= 1 and fairness["probe_p50_during_ms"] > 0
+    expected = 3 * fairness["probe_p50_idle_ms"] + fairness["big_request_batch_ms"]
+    assert fairness["goal_ms"] == pytest.approx(expected)
+    assert fairness["machine"]["cpu"]

@@ -347,32 +347,115 @@ def bench_serve_command(
     max_wait_ms: Annotated[
         float, typer.Option("--max-wait-ms", min=0, help="The batching server's wait.")
     ] = 2.0,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario",
+            help="throughput (the server against the model in process, by client count), "
+            "fairness (one-word requests idle and while one large request runs) or all.",
+        ),
+    ] = "all",
+    big_texts: Annotated[
+        int, typer.Option("--big-texts", min=1, help="fairness: documents in the large request.")
+    ] = 256,
+    big_characters: Annotated[
+        int,
+        typer.Option("--big-characters", min=1, help="fairness: characters per document."),
+    ] = 900,
     as_json: EvalJsonOption = False,
     *,
     model_options: ModelOptions,
 ) -> None:
     """texts/s, tokens/s and p50/p99 latency of a youtu-rag server (with and without dynamic
-    batching) against the same model in process, with 1, 8 and 32 concurrent clients."""
+    batching) against the same model in process, with 1, 8 and 32 concurrent clients; and how
+    long a one-word request waits while one large request is embedded."""
     from youtu_rag.measure.bench_serve import bench_serve, load_requests
 
     if input_type not in ("query", "document"):
         raise ValueError(f"--input-type must be query or document, got {input_type!r}")
-    result = bench_serve(
-        model_or_default(model_options.model),
-        load_requests(beir, input_type, requests, texts_per_request),
-        input_type=input_type,
-        clients=tuple(clients or (1, 8, 32)),
-        repeats=repeats,
-        threads=threads,
-        device=model_options.device,
-        dtype=model_options.dtype,
-        batch_size=batch_size,
-        max_wait_ms=max_wait_ms,
-        progress=None if as_json else err_console.print,
-    )
+    if scenario not in ("all", "throughput", "fairness"):
+        raise ValueError(f"--scenario must be throughput, fairness or all, got {scenario!r}")
+    model = model_or_default(model_options.model)
+    result: dict[str, Any] = {}
+    if scenario != "fairness":
+        result = bench_serve(
+            model,
+            load_requests(beir, input_type, requests, texts_per_request),
+            input_type=input_type,
+            clients=tuple(clients or (1, 8, 32)),
+            repeats=repeats,
+            threads=threads,
+            device=model_options.device,
+            dtype=model_options.dtype,
+            batch_size=batch_size,
+            max_wait_ms=max_wait_ms,
+            progress=None if as_json else err_console.print,
+        )
+    if scenario != "throughput":
+        result["fairness"] = _fairness(
+            model, beir, big_texts, big_characters, threads, batch_size, max_wait_ms, model_options
+        )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
+    if "server" in result:
+        _print_throughput(result)
+    if "fairness" in result:
+        _print_fairness(result["fairness"])
+
+
+def _fairness(
+    model: str,
+    beir: Path,
+    texts: int,
+    characters: int,
+    threads: int | None,
+    batch_size: int,
+    max_wait_ms: float,
+    model_options: ModelOptions,
+) -> dict[str, Any]:
+    import torch
+
+    from youtu_rag.measure.bench_fairness import bench_fairness
+    from youtu_rag.measure.bench_serve import machine, serve_options
+    from youtu_rag.measure.evaluation import load_beir
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    options = serve_options(
+        torch.get_num_threads(), batch_size, max_wait_ms, model_options.device, model_options.dtype
+    )
+    report = bench_fairness(
+        model,
+        list(load_beir(beir).corpus.values()),
+        texts=texts,
+        characters=characters,
+        server_options=tuple(options),
+    )
+    return {**report, "machine": machine()}
+
+
+def _print_fairness(report: dict[str, Any]) -> None:
+    big = report["big_request"]
+    cpu = report["machine"]
+    during = report["probe_p50_during_ms"]
+    console.print(
+        f"Fairness ({cpu['cpu']}, {cpu['logical_cpus']} logical CPUs): one-word requests, p50 "
+        f"{report['probe_p50_idle_ms']:.1f} ms idle, "
+        + ("n/a" if during is None else f"{during:.1f} ms")
+        + f" (max {report['probe_max_during_ms'] or 0:.1f} ms, {report['probes_during']} "
+        f"requests) while a request of {big['texts']} x {big['characters']}-character "
+        f"documents runs ({report['big_request_forward_passes']:.0f} forward passes of "
+        f"{report['big_request_batch_ms']:.1f} ms). Goal <= 3 x idle + one batch = "
+        f"{report['goal_ms']:.1f} ms: {'met' if report['meets_goal'] else 'NOT met'}. The large "
+        f"request took {report['big_request_with_probes_s']:.2f} s with the probes, "
+        f"{report['big_request_alone_s']:.2f} s alone; its vectors "
+        + ("in order" if report["big_in_order"] else "OUT OF ORDER")
+        + f", max |diff| to in process {report['big_vectors_max_abs_diff']:.1e}."
+    )
+
+
+def _print_throughput(result: dict[str, Any]) -> None:
     labels = {
         "one_request_at_a_time": "in process, sequential",
         "all_texts_in_one_call": "in process, one call",

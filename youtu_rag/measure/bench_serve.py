@@ -104,6 +104,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def serve_options(
+    threads: int, batch_size: int, max_wait_ms: float, device: str | None, dtype: str | None
+) -> list[str]:
+    """The ``youtu-rag serve`` options that run a server as the in-process model runs."""
+    options = ["--threads", str(threads), "--batch-size", str(batch_size)]
+    options += ["--max-wait-ms", str(max_wait_ms)]
+    for option, value in (("--device", device), ("--dtype", dtype)):
+        if value is not None:
+            options += [option, value]
+    return options
+
+
 def _in_process(embedder: YoutuEmbedder, requests: list[list[str]], prefix: str) -> tuple[Run, Run]:
     """One request at a time, then every text in one call."""
     latencies = []
@@ -195,11 +207,7 @@ def bench_serve(
     thread_count = torch.get_num_threads()
     embedder = YoutuEmbedder(model, device=device, dtype=dtype, batch_size=batch_size)
     prefix = embedder.query_prefix if input_type == "query" else embedder.document_prefix
-    server_options = ["--threads", str(thread_count), "--batch-size", str(batch_size)]
-    server_options += ["--max-wait-ms", str(max_wait_ms)]
-    for option, value in (("--device", device), ("--dtype", dtype)):
-        if value is not None:
-            server_options += [option, value]
+    server_options = serve_options(thread_count, batch_size, max_wait_ms, device, dtype)
     say = progress or (lambda message: logger.info("%s", message))
     best: dict[str, Run] = {}
     with (

@@ -6,10 +6,15 @@ padded-token budget allows for the longest row), and hands the texts to
 :meth:`YoutuEmbedder.encode`, which tokenizes, sorts, pools and normalises them as it does in
 process. A batch holds texts of one prefix (queries or documents) and is filled round-robin, one
 text per request in turn, so a large request cannot crowd out a small one. A request that had
-texts in a batch goes back to the end of the queue when that batch ends, so a text that arrives
-while a batch runs starts in the next batch unless more requests than a batch holds came before
-it: it never waits behind more than one full batch of another request. A batch that is not full
-waits at most ``max_wait_s`` after its oldest text arrived, for more texts to fill it.
+texts in a batch goes back to the end of the queue when that batch ends. A batch that is not
+full waits at most ``max_wait_s`` after its oldest text arrived, for more texts to fill it.
+
+A forward pass cannot be interrupted, and on a CPU its time grows with its rows: a small request
+put in a full batch beside a large one would wait for that whole batch on top of the one
+running. So small requests (all their texts fit one batch) take turns with large ones:
+after a batch of large requests, the small requests waiting get a batch of their own.
+A small request arriving while a batch runs is answered after that batch and its own small
+one; a large request still gets every other forward pass however many small ones arrive.
 
 The model runs in one thread of its own (``executor``), so the event loop keeps accepting
 requests while a batch runs; what arrives meanwhile forms the next batch.
@@ -52,6 +57,8 @@ class Job:
     arrived: float
     future: asyncio.Future[np.ndarray]
     vectors: np.ndarray
+    #: More texts than one forward pass holds: served in turns with the small requests.
+    large: bool = False
     #: Texts handed to a batch so far; they are handed out in order.
     scheduled: int = 0
     #: Texts whose vectors are not back yet.
@@ -103,6 +110,8 @@ class Batcher:
         self.batches = 0
         self._queue: list[Job] = []
         self._in_flight: list[Job] = []
+        #: Whether the last batch served a large request: then small ones go next.
+        self._served_large = False
         self._queued_texts = 0
         self._draining = False
         self._wakeup = asyncio.Event()
@@ -132,6 +141,7 @@ class Batcher:
             arrived=self.clock(),
             future=asyncio.get_running_loop().create_future(),
             vectors=np.empty((len(texts), self.embedder.dimension), dtype=np.float32),
+            large=len(texts) > self.embedder.rows_per_batch(max(lengths, default=0)),
         )
         self._queue.append(job)
         self._set_queued(self._queued_texts + len(texts))
@@ -178,10 +188,15 @@ class Batcher:
                     job.future.set_exception(ShuttingDownError("the server stopped"))
 
     def _form_batch(self) -> _Batch:
-        """The next forward pass: the prefix of the request first in line, then texts of that
-        prefix, one per request in queue order, until the core's rule says the batch is full."""
-        prefix = self._queue[0].prefix
-        jobs = [job for job in self._queue if job.prefix == prefix]
+        """The next forward pass: the small requests when it is their turn (see the module
+        notes), else the large ones; of those, the prefix of the one first in line, then
+        texts of that prefix, one per request in queue order, until the core's rule says the
+        batch is full."""
+        small = [job for job in self._queue if not job.large]
+        large = [job for job in self._queue if job.large]
+        queue = small if small and (self._served_large or not large) else large
+        prefix = queue[0].prefix
+        jobs = [job for job in queue if job.prefix == prefix]
         if self.max_requests_per_batch is not None:
             jobs = jobs[: self.max_requests_per_batch]
         cursors = [job.scheduled for job in jobs]
@@ -210,6 +225,7 @@ class Batcher:
     async def _run_batch(self, rows: list[tuple[Job, int]]) -> None:
         started = self.clock()
         jobs = list(dict.fromkeys(job for job, _ in rows))
+        self._served_large = any(job.large for job in jobs)
         for job, index in rows:
             job.scheduled = index + 1
             self.metrics.queue_wait.observe(started - job.arrived)

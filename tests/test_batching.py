@@ -87,15 +87,17 @@ async def test_a_new_request_waits_behind_at_most_one_batch() -> None:
     assert bulk.future.done()
     assert np.abs(vector - embedder.encode_queries(question)).max() <= 1e-6
     assert np.abs(bulk.future.result() - embedder.encode_documents(bulk_texts)).max() <= 1e-6
-    # Each batch held one prefix: the query never shared a batch with documents.
+    # Each batch held one prefix: the query never shared a batch with documents. After the
+    # query's batch, four of the bulk's batches take half the rows (2): 2 + 1 + 4 + 8 batches.
     texts, batches = histogram_sum_and_count(metrics, "youtu_rag_batch_texts")
-    assert (texts, batches) == (49, batcher.batches) and batches == 13
+    assert (texts, batches) == (49, batcher.batches) and batches == 15
 
 
 async def test_small_requests_get_batches_of_their_own_in_turn_with_a_large_one() -> None:
     """Queries and documents share a prefix here (MiniLM has no instruction), so only the turn
-    rule keeps a one-word request out of a full batch of the large request's documents; and the
-    large request still gets every other batch however many small ones wait."""
+    rule keeps a short request out of a full batch of the large request's documents; the large
+    request still gets every other batch however many small ones wait, in half batches while
+    they come."""
     embedder = YoutuEmbedder(MINILM, device="cpu", batch_size=4)
     bulk_texts = [f"passage {i} about retrieval, 检索段落 {i}" for i in range(40)]
     smalls = [[f"question {i}", f"问题 {i}"] for i in range(6)]
@@ -130,6 +132,9 @@ async def test_small_requests_get_batches_of_their_own_in_turn_with_a_large_one(
     # Small and large alternate while both wait (the six small requests fill three batches of
     # four), and a small text never rides in a large batch.
     assert kinds == ["small", "large"] * 3 + ["large"] * (len(kinds) - 6), kinds
+    # While small requests come, the large one goes in half batches (2 rows, not 4); four
+    # batches after the last small one, in full batches again.
+    assert [len(batch) for batch in after] == [4, 2] * 3 + [2] * 3 + [4] * 5
     for texts, got in zip(smalls, vectors, strict=True):
         assert np.abs(got - encode(texts)).max() <= 1e-6
     assert np.abs(bulk.future.result() - encode(bulk_texts)).max() <= 1e-6

@@ -1,10 +1,10 @@
 """The "big request + small probes" scenario of ``youtu-rag bench serve``: how long a one-word
 request waits while one large request is being embedded.
 
-One server, one run: one-word query probes are timed one after another on an idle server; the
-large request (many long documents) is timed alone, which gives its batches' mean time; then
-the probes are timed again while the large request is in flight. A probe cannot interrupt a
-forward pass, so the goal is that it waits about one batch, not the whole large request:
+One server, one run: the large request (many long documents) is timed alone, which gives its
+batches' mean time; one-word query probes are timed one after another on the idle server, then
+again while the large request is in flight. A probe cannot interrupt a forward pass, so the goal
+is that it waits about one batch, not the whole large request:
 p50 during <= 3 x p50 idle + one batch's mean time. The large request's vectors are checked
 against the same model in process: fair scheduling must not change or reorder them.
 """
@@ -69,15 +69,17 @@ async def _big_request(http: httpx.AsyncClient, big: list[str]) -> httpx.Respons
 
 
 async def _scenario(url: str, big: list[str], probes: int) -> dict[str, Any]:
-    """Idle probes; the large request alone (its batch time); the large request with probes."""
+    """The large request alone (twice: the first warms up; the second gives its batches' time,
+    no small request having come), idle probes, then the large request with probes."""
     async with httpx.AsyncClient(base_url=url, timeout=600) as http:
-        idle = [await _probe(http) for _ in range(probes)]
+        await _big_request(http, big)
         seconds_before, batches_before = _batch_seconds(url)
         started = time.perf_counter()
         await _big_request(http, big)
         alone_seconds = time.perf_counter() - started
         seconds_after, batches_after = _batch_seconds(url)
         batches = batches_after - batches_before
+        idle = [await _probe(http) for _ in range(probes)]
         started = time.perf_counter()
         request = asyncio.create_task(_big_request(http, big))
         await asyncio.sleep(0.05)  # the large request is queued first
@@ -129,7 +131,6 @@ def bench_fairness(
         tempfile.TemporaryDirectory() as logs,
         running_server(model, Path(logs), *server_options) as server,
     ):
-        asyncio.run(_scenario(server.url, big[:8], 2))  # warm-up
         result = asyncio.run(_scenario(server.url, big, probes))
     local = embedder or YoutuEmbedder(model)
     expected = local.encode_documents(big)

@@ -12,9 +12,10 @@ full waits at most ``max_wait_s`` after its oldest text arrived, for more texts 
 A forward pass cannot be interrupted, and on a CPU its time grows with its rows: a small request
 put in a full batch beside a large one would wait for that whole batch on top of the one
 running. So small requests (all their texts fit one batch) take turns with large ones:
-after a batch of large requests, the small requests waiting get a batch of their own.
-A small request arriving while a batch runs is answered after that batch and its own small
-one; a large request still gets every other forward pass however many small ones arrive.
+after a batch of large requests, the small requests waiting get a batch of their own, and while
+small requests keep coming, large requests go in batches of half the usual rows. A small request
+arriving while a batch runs is answered after that (half) batch and its own small one; a large
+request still gets every other forward pass however many small ones arrive.
 
 The model runs in one thread of its own (``executor``), so the event loop keeps accepting
 requests while a batch runs; what arrives meanwhile forms the next batch.
@@ -36,6 +37,12 @@ from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.serve.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
+
+
+#: While small requests came within this many batches, a large request's batches take half
+#: the usual rows: a small request then waits for half a batch, at little cost on a CPU (where
+#: a forward pass costs about the same per token at any size).
+_RECENT_SMALL = 4
 
 
 class QueueFullError(Exception):
@@ -112,6 +119,8 @@ class Batcher:
         self._in_flight: list[Job] = []
         #: Whether the last batch served a large request: then small ones go next.
         self._served_large = False
+        #: Batches since the last one of small requests (large while none came).
+        self._since_small = _RECENT_SMALL
         self._queued_texts = 0
         self._draining = False
         self._wakeup = asyncio.Event()
@@ -195,6 +204,12 @@ class Batcher:
         small = [job for job in self._queue if not job.large]
         large = [job for job in self._queue if job.large]
         queue = small if small and (self._served_large or not large) else large
+        halved = queue is large and self._since_small < _RECENT_SMALL
+
+        def limit(width: int) -> int:
+            rows = self.embedder.rows_per_batch(width)
+            return max(1, rows // 2) if halved else rows
+
         prefix = queue[0].prefix
         jobs = [job for job in queue if job.prefix == prefix]
         if self.max_requests_per_batch is not None:
@@ -210,14 +225,14 @@ class Batcher:
                 if index == len(job.texts):
                     continue
                 grown = max(width, job.lengths[index])
-                if len(rows) + 1 > self.embedder.rows_per_batch(grown):
+                if len(rows) + 1 > limit(grown):
                     return _Batch(rows, True, oldest)
                 rows.append((job, index))
                 cursors[slot] = index + 1
                 width = grown
                 added = True
                 # Fewer rows fit as the width grows, so at the cap nothing more can join.
-                if len(rows) == self.embedder.rows_per_batch(width):
+                if len(rows) == limit(width):
                     return _Batch(rows, True, oldest)
             if not added:
                 return _Batch(rows, False, oldest)
@@ -226,6 +241,7 @@ class Batcher:
         started = self.clock()
         jobs = list(dict.fromkeys(job for job, _ in rows))
         self._served_large = any(job.large for job in jobs)
+        self._since_small = self._since_small + 1 if self._served_large else 0
         for job, index in rows:
             job.scheduled = index + 1
             self.metrics.queue_wait.observe(started - job.arrived)

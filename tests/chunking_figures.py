@@ -8,7 +8,7 @@ from __future__ import annotations
 from tests.corpora import chinese_corpus, english_corpus
 from tests.test_chunking import CLAUSE_ENDS, SENTENCE_ENDS, cuts_inside_runs, ends_well, locate
 from youtu_rag import MINILM, YoutuEmbedder
-from youtu_rag.index.chunking import make_chunker
+from youtu_rag.ingest.chunking import make_chunker
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ Read from the source with ``ast`` (every import, also those inside functions and
 
 - every module lives in a layer subpackage; only the facade (``youtu_rag/__init__``),
   ``__main__`` and ``_chroma_hook`` sit at the top;
-- imports point down the layers ``model < backends < index < serve < measure < cli``;
+- imports point down the layers ``model < backends < index < ingest < serve < measure < cli``;
 - no cycle among the imports a module runs when it is imported;
 - the integrations use only the public API: the names of ``youtu_rag`` itself and of the public
   modules documented in the API reference (:data:`PUBLIC_MODULES`), never a ``_private`` name.
@@ -33,7 +33,7 @@ PACKAGE = ROOT / "youtu_rag"
 INTEGRATIONS = ROOT / "integrations"
 
 #: Lowest first: a module may import its own layer and the ones before it.
-LAYERS = ("model", "backends", "index", "serve", "measure", "cli")
+LAYERS = ("model", "backends", "index", "ingest", "serve", "measure", "cli")
 #: Modules allowed directly under ``youtu_rag/``, outside every layer.
 TOP_LEVEL = {"youtu_rag", "youtu_rag.__main__", "youtu_rag._chroma_hook"}
 #: The public API besides ``youtu_rag`` itself: the modules the API reference documents
@@ -51,14 +51,14 @@ PUBLIC_MODULES = {
     "youtu_rag.index.store",
     "youtu_rag.index.chroma_function",
     "youtu_rag.index.prompt",
-    "youtu_rag.index.ingest",
-    "youtu_rag.index.chunking",
+    "youtu_rag.ingest.pipeline",
+    "youtu_rag.ingest.chunking",
     "youtu_rag.index.lexical",
     "youtu_rag.index.analyzer",
     "youtu_rag.index.fusion",
     "youtu_rag.index.fingerprint",
     "youtu_rag.backends.destinations",
-    "youtu_rag.index.distributed",
+    "youtu_rag.ingest.distributed",
     "youtu_rag.measure.evaluation",
 }
 HEAVY = ("torch", "transformers", "chromadb", "ray")

@@ -15,7 +15,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from tests.corpora import chinese_corpus, english_corpus
 from tests.samples import pdf_pages
 from youtu_rag import YoutuEmbedder
-from youtu_rag.index.chunking import (
+from youtu_rag.ingest.chunking import (
     SEPARATOR_PRESETS,
     Chunker,
     make_chunker,
@@ -274,8 +274,8 @@ def test_a_heading_never_ends_a_chunk_when_its_body_is_long(minilm: YoutuEmbedde
 
 
 def test_pdf_chunks_carry_their_page(minilm: YoutuEmbedder, tmp_path: Path) -> None:
-    from youtu_rag.index.ingest import document_kind
-    from youtu_rag.index.reading import open_segments
+    from youtu_rag.ingest.pipeline import document_kind
+    from youtu_rag.ingest.reading import open_segments
 
     pages = [f"Page {n} says that masked mean pooling ignores prefix tokens." for n in (1, 2, 3)]
     pdf = tmp_path / "paper.pdf"

@@ -14,8 +14,9 @@ from tests.cli_process import run_cli
 from tests.corpora import chinese_corpus, english_corpus
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
-from youtu_rag.index.chunking import make_chunker
-from youtu_rag.index.ingest import (
+from youtu_rag.index.store import ChromaStore
+from youtu_rag.ingest.chunking import make_chunker
+from youtu_rag.ingest.pipeline import (
     ChunkingRulesError,
     chunk_id,
     document_kind,
@@ -23,7 +24,6 @@ from youtu_rag.index.ingest import (
     ingest,
     read_text,
 )
-from youtu_rag.index.store import ChromaStore
 from youtu_rag.model.tokenization import count_tokens
 
 SIZE = {"chunk_size": 64, "chunk_overlap": 0}

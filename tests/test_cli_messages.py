@@ -20,8 +20,8 @@ from typer.testing import CliRunner, Result
 from tests.conftest import running_chroma
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
-from youtu_rag.index.ingest import make_splitter
 from youtu_rag.index.store import TOKEN_ENV
+from youtu_rag.ingest.pipeline import make_splitter
 
 runner = CliRunner()
 TOKEN = "s3cret-token"
@@ -132,7 +132,7 @@ def test_a_server_lost_mid_run_is_named(
                 server.kill()
                 server.wait()
 
-    logger = logging.getLogger("youtu_rag.index.ingest")
+    logger = logging.getLogger("youtu_rag.ingest.pipeline")
     handler, level = KillServerAfterFirstWrite(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

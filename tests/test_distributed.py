@@ -25,10 +25,10 @@ from typer.testing import CliRunner, Result
 from tests.conftest import SCIFACT
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.cli import app
-from youtu_rag.index.distributed import cpus_per_actor, embed_dataset, index_with_ray
-from youtu_rag.index.ingest import find_files, make_chunker, plan_file
 from youtu_rag.index.lexical import LexicalIndex, lexical_directory
 from youtu_rag.index.store import connect, open_records
+from youtu_rag.ingest.distributed import cpus_per_actor, embed_dataset, index_with_ray
+from youtu_rag.ingest.pipeline import find_files, make_chunker, plan_file
 from youtu_rag.model import loading
 
 REPO = Path(__file__).resolve().parents[1]
@@ -393,13 +393,13 @@ def test_a_killed_actor_is_restarted_and_each_chunk_stored_once(
 
 WITHOUT_RAY = """
 import sys
-import youtu_rag, youtu_rag.cli, youtu_rag.index.ingest, youtu_rag.index.store
+import youtu_rag, youtu_rag.cli, youtu_rag.ingest.pipeline, youtu_rag.index.store
 print("core imports ray:", "ray" in sys.modules)
 sys.modules["ray"] = None  # from here on, as if Ray were not installed
 from youtu_rag import MINILM, YoutuEmbedder
 print(YoutuEmbedder(MINILM, device="cpu").encode_documents(["Ray is optional."]).shape)
 try:
-    import youtu_rag.index.distributed
+    import youtu_rag.ingest.distributed
 except ImportError:
     print("distributed needs ray")
 sys.argv = ["youtu-rag", "index", sys.argv[1], "--ray", "--url", "http://127.0.0.1:9"]

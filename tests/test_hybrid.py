@@ -24,9 +24,9 @@ from llama_index.embeddings.youtu import YoutuRetriever
 from tests.conftest import running_chroma
 from youtu_rag import MINILM, YoutuEmbedder
 from youtu_rag.index.fusion import Fusion, reciprocal_rank_fusion
-from youtu_rag.index.ingest import ingest
 from youtu_rag.index.lexical import CACHE_DIR_ENV, LexicalIndex, lexical_directory
 from youtu_rag.index.store import ChromaStore
+from youtu_rag.ingest.pipeline import ingest
 
 # The answer shares one rare name (and the thing bought) with the question and little meaning;
 # the others are about the question's topic (repairs under guarantee) in other words.
@@ -236,7 +236,7 @@ _KILLED_INDEXER = textwrap.dedent(
     """
     import sys
     from youtu_rag import MINILM, YoutuEmbedder
-    from youtu_rag.index.ingest import ingest
+    from youtu_rag.ingest.pipeline import ingest
     from youtu_rag.index.store import ChromaStore
 
     store = ChromaStore.open(YoutuEmbedder(MINILM, device="cpu", batch_size=2),

@@ -15,7 +15,8 @@ from chromadb.api.shared_system_client import SharedSystemClient
 
 from tests.samples import pdf_pages
 from youtu_rag import YoutuEmbedder
-from youtu_rag.index.ingest import (
+from youtu_rag.index.store import ChromaStore
+from youtu_rag.ingest.pipeline import (
     chunk_id,
     chunk_limit,
     document_kind,
@@ -25,7 +26,6 @@ from youtu_rag.index.ingest import (
     make_splitter,
     read_text,
 )
-from youtu_rag.index.store import ChromaStore
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = [
@@ -200,7 +200,7 @@ CRASHING_INGEST = textwrap.dedent(
     """
     import sys, time
     from youtu_rag import MINILM, YoutuEmbedder
-    from youtu_rag.index.ingest import ingest
+    from youtu_rag.ingest.pipeline import ingest
     from youtu_rag.index.store import ChromaStore
 
     def hang(self, ids):

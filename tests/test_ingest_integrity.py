@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from youtu_rag import YoutuEmbedder
-from youtu_rag.index.ingest import ingest
 from youtu_rag.index.store import ChromaStore
-from youtu_rag.index.walk import source_name, source_path
+from youtu_rag.ingest.pipeline import ingest
+from youtu_rag.ingest.walk import source_name, source_path
 
 SEGMENT_BYTES = 1 << 18  # reading.SEGMENT_CHARS: the race needs a file of two segments
 

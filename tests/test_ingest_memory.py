@@ -24,8 +24,8 @@ import chromadb
 from chromadb.api.shared_system_client import SharedSystemClient
 
 from youtu_rag import MINILM, YoutuEmbedder
-from youtu_rag.index.ingest import chunk_id, ingest
 from youtu_rag.index.store import ChromaStore
+from youtu_rag.ingest.pipeline import chunk_id, ingest
 
 #: Beyond the model, the libraries and one embedding batch, ingest holds one text segment, one
 #: write batch and one lookup page, whatever the file size: a few MB. The margin is for allocator
@@ -73,7 +73,7 @@ def index_until(folder: Path, db: Path, writes: int) -> tuple[int, float, str]:
     watchdog.start()
     try:
         for line in process.stderr:
-            if "(youtu_rag.index.ingest): wrote" in line:
+            if "(youtu_rag.ingest.pipeline): wrote" in line:
                 seen += 1
                 if seen == writes:
                     process.send_signal(signal.SIGINT)
@@ -141,7 +141,7 @@ def test_a_50_mb_file_in_bounded_memory_interrupted_and_resumed(
             if record.getMessage().startswith("wrote"):
                 stop.set()
 
-    logger = logging.getLogger("youtu_rag.index.ingest")
+    logger = logging.getLogger("youtu_rag.ingest.pipeline")
     handler, level = StopAfterAWrite(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -18,7 +18,8 @@ from tests.samples import pdf_pages
 from tests.test_ingest import CHUNKING
 from youtu_rag import YoutuEmbedder
 from youtu_rag.index import reading
-from youtu_rag.index.ingest import (
+from youtu_rag.index.store import ChromaStore
+from youtu_rag.ingest.pipeline import (
     IngestReport,
     document_kind,
     find_files,
@@ -26,9 +27,8 @@ from youtu_rag.index.ingest import (
     make_chunker,
     read_text,
 )
-from youtu_rag.index.reading import UnreadableFileError, open_segments
-from youtu_rag.index.store import ChromaStore
-from youtu_rag.index.walk import source_name
+from youtu_rag.ingest.reading import UnreadableFileError, open_segments
+from youtu_rag.ingest.walk import source_name
 
 LATIN1 = "Crème brûlée, café au lait et pâté: le déjeuner à Besançon."
 TEXT = "Masked mean pooling leaves the instruction tokens out of the average."
@@ -208,7 +208,7 @@ def test_a_stop_request_keeps_what_was_written_and_a_rerun_continues(
             if record.getMessage().startswith("wrote"):
                 stop.set()
 
-    logger = logging.getLogger("youtu_rag.index.ingest")
+    logger = logging.getLogger("youtu_rag.ingest.pipeline")
     handler, level = StopAfterFirstWrite(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

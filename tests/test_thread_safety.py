@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from youtu_rag import MINILM, YoutuEmbedder
-from youtu_rag.index.ingest import make_splitter
+from youtu_rag.ingest.pipeline import make_splitter
 
 SENTENCE = (
     "masked mean pooling keeps the text tokens and drops the instruction while chroma stores "

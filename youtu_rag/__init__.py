@@ -2,10 +2,11 @@
 
 The package is one subpackage per layer, lowest first, each importing only those before it:
 :mod:`~youtu_rag.model` (the embedding core), :mod:`~youtu_rag.backends` (the embedder protocol,
-settings and remote embedders), :mod:`~youtu_rag.index` (files to Chroma and back),
-:mod:`~youtu_rag.serve` (the OpenAI-compatible server), :mod:`~youtu_rag.measure` (evaluation,
-benchmarks, verify) and :mod:`~youtu_rag.cli` (the ``youtu-rag`` command); see
-``docs/architecture.md``. This module only names the public API.
+settings and remote embedders), :mod:`~youtu_rag.index` (a collection: the Chroma store, the
+lexical index, search), :mod:`~youtu_rag.ingest` (files to chunks in a collection, OCR
+included), :mod:`~youtu_rag.serve` (the OpenAI-compatible server),
+:mod:`~youtu_rag.measure` (evaluation, benchmarks, verify) and :mod:`~youtu_rag.cli` (the
+``youtu-rag`` command); see ``docs/architecture.md``. This module only names the public API.
 
 Public names are loaded on first use (PEP 562), so ``import youtu_rag.cli`` and ``--help`` stay
 free of torch and chromadb. Chroma learns our embedding function the moment both are imported,

@@ -39,8 +39,8 @@ from youtu_rag.cli.resources import (
 
 if TYPE_CHECKING:
     from youtu_rag.cli.resources import ChosenModel
-    from youtu_rag.index.ingest import IngestReport
     from youtu_rag.index.store import ChromaStore
+    from youtu_rag.ingest.pipeline import IngestReport
 
 
 def _preview(text: str, width: int = 240) -> str:
@@ -163,8 +163,8 @@ def index(
     Files that cannot be read, decoded or parsed are skipped and listed (exit status 3); Ctrl-C
     stops after the current batch, keeping what was written (exit status 130).
     """
-    from youtu_rag.index.chunking import parse_separators
-    from youtu_rag.index.ingest import find_files, ingest
+    from youtu_rag.ingest.chunking import parse_separators
+    from youtu_rag.ingest.pipeline import find_files, ingest
 
     parse_separators(separators)  # bad separators fail before the model loads
     if drop_others and not rechunk:
@@ -254,7 +254,7 @@ def index(
 def _require_ray() -> None:
     """Fail in one line, naming the extra, when Ray is not installed."""
     try:
-        import youtu_rag.index.distributed  # noqa: F401  (imports Ray)
+        import youtu_rag.ingest.distributed  # noqa: F401  (imports Ray)
     except ImportError as error:
         raise RuntimeError(f"this needs Ray ({error}): pip install 'youtu-rag[ray]'") from error
 
@@ -265,7 +265,7 @@ def ray_cluster(address: str | None) -> AbstractContextManager[None]:
     Its errors still arrive: as exceptions, and a run that cannot go on fails.
     """
     _require_ray()
-    from youtu_rag.index.distributed import ray_cluster as start_cluster
+    from youtu_rag.ingest.distributed import ray_cluster as start_cluster
 
     level = logging.INFO if logging.getLogger().isEnabledFor(logging.INFO) else logging.ERROR
     logging.getLogger("ray.data").setLevel(level)  # Ray Data sets its own level
@@ -278,7 +278,7 @@ def _index_on_ray(
     if url is None:
         raise ValueError("--ray writes through a Chroma server: pass --url http://HOST:PORT")
     with ray_cluster(address):
-        from youtu_rag.index.distributed import index_with_ray
+        from youtu_rag.ingest.distributed import index_with_ray
 
         return index_with_ray(paths, url=url, show_progress=True, **options)
 

@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 TOKEN_ENV = "YOUTU_RAG_CHROMA_TOKEN"
 
 #: The chunking rules the collection was built with (JSON, see
-#: :class:`~youtu_rag.index.chunking.ChunkingRules`); absent from collections made before them.
+#: :class:`~youtu_rag.ingest.chunking.ChunkingRules`); absent from collections made before them.
 CHUNKING_KEY = "youtu_rag:chunking"
 _PAGE = 1000  # records per `get` when listing a whole collection
 
@@ -413,8 +413,8 @@ def _get_collection(
 class ChromaRecords:
     """A collection's records by id, with no embedder: enough to write vectors made elsewhere.
 
-    The driver and the workers of a distributed run (:mod:`youtu_rag.index.distributed`) hold one of
-    these and never load a model; :class:`ChromaStore` adds the embedder on top.
+    The driver and the workers of a distributed run (:mod:`youtu_rag.ingest.distributed`) hold
+    one of these and never load a model; :class:`ChromaStore` adds the embedder on top.
     """
 
     def __init__(self, client: ClientAPI, collection: Collection) -> None:

@@ -523,14 +523,14 @@ def bench_index(
     Chroma server at ``url`` and includes loading the model (the local run clears the shared
     model cache first; Ray starts new actors every run). The first ``small`` files, indexed
     locally and with one Ray worker, show Ray's fixed cost per run. Needs a connected Ray
-    (see :func:`youtu_rag.index.distributed.ray_cluster`). Rounds run interleaved; each method keeps
-    its fastest.
+    (see :func:`youtu_rag.ingest.distributed.ray_cluster`). Rounds run interleaved; each method
+    keeps its fastest.
     """
     if not 1 <= small < len(texts):
         raise ValueError(f"small must be between 1 and {len(texts) - 1}, got {small}")
-    from youtu_rag.index.distributed import index_with_ray
-    from youtu_rag.index.ingest import IngestReport, ingest
     from youtu_rag.index.store import ChromaStore, connect
+    from youtu_rag.ingest.distributed import index_with_ray
+    from youtu_rag.ingest.pipeline import IngestReport, ingest
     from youtu_rag.model.loading import clear_backbone_cache
 
     client = connect(url=url)

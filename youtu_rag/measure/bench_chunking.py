@@ -18,9 +18,9 @@ from typing import Any
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from youtu_rag.backends.protocol import Embedder
-from youtu_rag.index.chunking import Chunker, make_chunker
-from youtu_rag.index.ingest import document_kind
-from youtu_rag.index.reading import open_segments
+from youtu_rag.ingest.chunking import Chunker, make_chunker
+from youtu_rag.ingest.pipeline import document_kind
+from youtu_rag.ingest.reading import open_segments
 
 #: What is compared: the new default, and youtu-rag's splitter before it.
 METHODS = ("default", "before")

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from youtu_rag.index.reading import SUPPORTED_SUFFIXES
+from youtu_rag.ingest.reading import SUPPORTED_SUFFIXES
 
 # The lone surrogates a name's undecodable bytes become under "surrogateescape".
 _UNDECODED = re.compile("[\udc80-\udcff]")

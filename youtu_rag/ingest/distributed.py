@@ -3,7 +3,7 @@
 Ray Data's documented pattern for batch inference is a stateful class in ``map_batches`` on an
 actor pool: each actor loads one model once (one GPU each, or a share of the CPUs) and embeds
 batch after batch. Only the scheduling is new here. Chunking, ids, the collection fingerprint and
-its guard are the local functions of :mod:`youtu_rag.index.ingest` and
+its guard are the local functions of :mod:`youtu_rag.ingest.pipeline` and
 :mod:`youtu_rag.index.store`, so an
 index built on a cluster holds the same ids and vectors as one built by ``youtu-rag index``.
 
@@ -51,8 +51,18 @@ from ray.data import ActorPoolStrategy, Dataset
 from tqdm.auto import tqdm
 
 from youtu_rag.backends.protocol import describe_model
-from youtu_rag.index.chunking import Chunker
-from youtu_rag.index.ingest import (
+from youtu_rag.index.lexical_sync import LexicalMirror
+from youtu_rag.index.store import (
+    DEFAULT_COLLECTION,
+    ChromaStore,
+    CollectionNotFoundError,
+    check_model,
+    connect,
+    describe,
+    open_records,
+)
+from youtu_rag.ingest.chunking import Chunker
+from youtu_rag.ingest.pipeline import (
     DEFAULT_BATCH_SIZE,
     IngestReport,
     Skipped,
@@ -64,16 +74,6 @@ from youtu_rag.index.ingest import (
     prune_gone,
     source_name,
     unreadable_reason,
-)
-from youtu_rag.index.lexical_sync import LexicalMirror
-from youtu_rag.index.store import (
-    DEFAULT_COLLECTION,
-    ChromaStore,
-    CollectionNotFoundError,
-    check_model,
-    connect,
-    describe,
-    open_records,
 )
 from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.model.loading import clear_backbone_cache
@@ -329,7 +329,7 @@ def index_with_ray(
 ) -> IngestReport:
     """Index files into the collection on the Chroma server at ``url`` using the Ray cluster.
 
-    Does what :func:`~youtu_rag.index.ingest.ingest` does, with the same ids, vectors and report:
+    Does what :func:`~youtu_rag.ingest.pipeline.ingest` does, with the same ids, vectors and report:
     re-running writes nothing new, an edited file's chunks are replaced and none left stale,
     empty files are skipped, ``prune`` removes the chunks of files gone from the given folders,
     and the chunking rules are checked and recorded as locally (``rechunk`` re-chunks).

@@ -30,7 +30,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter, TextSplitte
 from transformers import PreTrainedTokenizerBase
 
 from youtu_rag.backends.protocol import Embedder
-from youtu_rag.index.reading import PAGE_BREAK
+from youtu_rag.ingest.reading import PAGE_BREAK
 from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.model.tokenization import count_tokens, encode_batch
 

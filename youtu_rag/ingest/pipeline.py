@@ -1,4 +1,4 @@
-"""Files and folders -> text segments -> chunks (:mod:`youtu_rag.index.chunking`) -> stable ids
+"""Files and folders -> text segments -> chunks (:mod:`youtu_rag.ingest.chunking`) -> stable ids
 -> batched upserts, streamed.
 
 An id is a function of (source path, chunk index, chunk text), so a re-run recognises what is
@@ -32,7 +32,8 @@ from typing import Any
 from langchain_text_splitters import TextSplitter
 from tqdm.auto import tqdm
 
-from youtu_rag.index.chunking import (
+from youtu_rag.index.store import ChromaRecords, ChromaStore, StoreError
+from youtu_rag.ingest.chunking import (
     DEFAULT_CHUNK_CHARACTERS,
     DEFAULT_CHUNK_TOKENS,
     Chunker,
@@ -42,7 +43,7 @@ from youtu_rag.index.chunking import (
     make_chunker,
     make_splitter,
 )
-from youtu_rag.index.reading import (
+from youtu_rag.ingest.reading import (
     PDF_SUFFIX,
     SUPPORTED_SUFFIXES,
     TEXT_SUFFIXES,
@@ -50,9 +51,8 @@ from youtu_rag.index.reading import (
     open_segments,
     read_text,
 )
-from youtu_rag.index.store import ChromaRecords, ChromaStore, StoreError
-from youtu_rag.index.walk import find_files as walk_files
-from youtu_rag.index.walk import source_name
+from youtu_rag.ingest.walk import find_files as walk_files
+from youtu_rag.ingest.walk import source_name
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -154,7 +154,7 @@ def plan_run(paths: Iterable[str | Path]) -> RunPlan:
 
 def find_files(paths: Iterable[str | Path]) -> list[Path]:
     """Real paths of the supported files among ``paths`` and inside the folders among them
-    (see :mod:`youtu_rag.index.walk` for hidden files and symbolic links)."""
+    (see :mod:`youtu_rag.ingest.walk` for hidden files and symbolic links)."""
     return walk_files(paths).files
 
 
@@ -258,10 +258,10 @@ def ingest(
     Setting ``stop`` (from a signal handler or another thread) ends the run after the embedding
     batch in progress: what is embedded is written, the report says ``interrupted``, and a
     re-run continues from there. Memory stays bounded by ``batch_size`` chunks and one text
-    segment (:data:`~youtu_rag.index.reading.SEGMENT_CHARS`), plus the ids of the current
+    segment (:data:`~youtu_rag.ingest.reading.SEGMENT_CHARS`), plus the ids of the current
     file's stale chunks, whatever the size of the files.
 
-    Chunks are cut by :func:`~youtu_rag.index.chunking.make_chunker`'s splitter (``chunk_size``,
+    Chunks are cut by :func:`~youtu_rag.ingest.chunking.make_chunker`'s splitter (``chunk_size``,
     ``chunk_overlap`` and ``separators``: a preset name or a list of regular expressions), or
     by ``splitter``, any LangChain ``TextSplitter``, used within Markdown sections and PDF pages.
     The rules are recorded with the collection: a collection chunked under other rules raises

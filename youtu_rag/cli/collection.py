@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -40,6 +41,7 @@ from youtu_rag.cli.resources import (
 if TYPE_CHECKING:
     from youtu_rag.cli.resources import ChosenModel
     from youtu_rag.index.store import ChromaStore
+    from youtu_rag.ingest.pdf import OcrMode
     from youtu_rag.ingest.pipeline import IngestReport
 
 
@@ -91,7 +93,11 @@ def _parse_where(where: str | None) -> dict[str, Any] | None:
 @handle_errors
 def index(
     paths: Annotated[
-        list[Path], typer.Argument(help="Files and folders to index (.txt, .md, .pdf).")
+        list[Path],
+        typer.Argument(
+            help="Files and folders to index: text, Markdown, PDF, Word, PowerPoint, Excel, "
+            "CSV/TSV, web pages and images (see docs/documents.md)."
+        ),
     ],
     chunk_size: Annotated[
         int | None,
@@ -135,6 +141,15 @@ def index(
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove chunks of files under PATHS that are gone.")
     ] = False,
+    ocr: Annotated[
+        str,
+        typer.Option(
+            "--ocr",
+            help="auto: read scanned PDF pages and images by OCR; always: every PDF page too; "
+            "never: no OCR (images are then skipped).",
+        ),
+    ] = "auto",
+    as_json: JsonOption = False,
     ray: Annotated[
         bool,
         typer.Option("--ray", help="Chunk and embed on a Ray cluster, writing to --url's server."),
@@ -167,6 +182,9 @@ def index(
     from youtu_rag.ingest.pipeline import find_files, ingest
 
     parse_separators(separators)  # bad separators fail before the model loads
+    if ocr not in ("auto", "always", "never"):
+        raise ValueError(f"--ocr must be auto, always or never, got {ocr!r}")
+    ocr_mode = cast("OcrMode", ocr)
     if drop_others and not rechunk:
         raise ValueError("--drop-others goes with --rechunk")
     if ray or ray_address is not None:
@@ -191,6 +209,7 @@ def index(
             rechunk=rechunk,
             drop_others=drop_others,
             prune=prune,
+            ocr=ocr_mode,
             concurrency=ray_workers,
             num_gpus=ray_gpus_per_worker,
             device=model_options.device,
@@ -211,12 +230,22 @@ def index(
                 rechunk=rechunk,
                 drop_others=drop_others,
                 prune=prune,
-                show_progress=True,
+                ocr=ocr_mode,
+                show_progress=not as_json,
                 stop=stop,
             )
         warn_unknown_tokens(store.embedder, "the text indexed")
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(report), ensure_ascii=False, indent=2))
+        raise typer.Exit(_index_status(report))
     for entry in report.skipped:
         err_console.print(f"skipped {entry.path}: {entry.reason}", markup=False)
+    if report.unsupported:
+        counts = ", ".join(f"{suffix} ({n})" for suffix, n in report.unsupported.items())
+        err_console.print(
+            f"skipped {sum(report.unsupported.values())} files of unsupported types: {counts}",
+            markup=False,
+        )
     if report.interrupted:
         console.print(
             f"Stopped by Ctrl-C: {report.chunks_written} chunks written, "
@@ -240,15 +269,23 @@ def index(
             )
             + "."
         )
+    ocr_pages = f", {report.ocr_pages} pages read by OCR" if report.ocr_pages else ""
     console.print(
         f"Indexed {report.files} files into {store_options.collection!r}: "
         f"{report.changed} new or changed, "
-        f"{report.unchanged} unchanged, {report.empty} empty skipped{skipped}{pruned}; "
+        f"{report.unchanged} unchanged, {report.empty} empty skipped{skipped}{pruned}{ocr_pages}; "
         f"{report.chunks_written} chunks written, {report.chunks_deleted} removed; "
         f"{report.total_chunks} chunks in total.",
     )
     if report.skipped:
         raise typer.Exit(EXIT_SKIPPED)
+
+
+def _index_status(report: IngestReport) -> int:
+    """The documented exit status of a run (with --json, the same as without)."""
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_SKIPPED if report.skipped else 0
 
 
 def _require_ray() -> None:

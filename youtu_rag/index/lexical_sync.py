@@ -125,7 +125,9 @@ class LexicalMirror:
         self.analyzer = analyzer or default_analyzer()
         settings = client.get_settings()
         self._database = (
-            None if _is_server(client) else Path(settings.persist_directory) / "chroma.sqlite3"
+            None
+            if _is_server(client)
+            else Path(settings.persist_directory).resolve() / "chroma.sqlite3"
         )
         self._index: LexicalIndex | None = None
         self._seen: _Signature | None = None

@@ -20,16 +20,18 @@ rules give other chunks, and mixing the two in one index would go unnoticed.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter, TextSplitter
 from transformers import PreTrainedTokenizerBase
 
 from youtu_rag.backends.protocol import Embedder
+from youtu_rag.ingest.parts import DocumentKind, Part, Scalar
 from youtu_rag.ingest.reading import PAGE_BREAK
 from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.model.tokenization import count_tokens, encode_batch
@@ -59,8 +61,6 @@ CHUNKING_VERSION = "2"
 DEFAULT_CHUNK_TOKENS = 512
 #: The same for an API model, whose limit is in characters (2000 characters: ~500 English tokens).
 DEFAULT_CHUNK_CHARACTERS = 2000
-
-DocumentKind = Literal["text", "markdown", "pdf"]
 
 # Closing quotes and brackets that belong to the sentence they follow.
 _CJK_CLOSERS = "”’」』）》】〕〉"
@@ -103,8 +103,9 @@ class Chunk:
     """A piece of a document small enough to embed, and what locates it in the document."""
 
     text: str
-    metadata: dict[str, str | int] = field(default_factory=dict)
-    """``section`` (the heading path, Markdown) and ``page`` (from 1, PDF), when known."""
+    metadata: dict[str, Scalar] = field(default_factory=dict)
+    """Where it is: ``section`` (the heading path), ``page``, ``slide``, ``sheet``, ``ocr``
+    and ``ocr_confidence``, when known."""
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,52 @@ class Chunker:
             raise TypeError(f"text is {type(text).__name__}, not str")
         return list(self.split_segments([text], kind))
 
+    def split_parts(self, parts: Iterable[Part]) -> Iterator[Chunk]:
+        """The chunks of one document handed over in parts (see
+        :mod:`~youtu_rag.ingest.parts`): consecutive parts of one kind, location and header
+        are split as one run of segments; each chunk records its part's location."""
+        for (kind, _, header), run in itertools.groupby(
+            parts, key=lambda part: (part.kind, sorted(part.location.items()), part.header)
+        ):
+            run_parts = iter(run)
+            first = next(run_parts)
+            location = dict(first.location)
+            texts = itertools.chain([first.text], (part.text for part in run_parts))
+            if kind == "table":
+                chunks = self._table(header, texts)
+            else:
+                chunks = self.split_segments(texts, kind)
+            for chunk in chunks:
+                yield Chunk(chunk.text, {**location, **chunk.metadata})
+
+    def _table(self, header: str, texts: Iterable[str]) -> Iterator[Chunk]:
+        """Table rows under ``header``, as many rows a chunk as fit with the header, the header
+        at the top of every chunk; a row too long for a chunk alone is split under it."""
+        size = self.splitter._chunk_size
+        measure = self.splitter._length_function
+        room = max(size - measure(header + "\n") if header else size, size // 4, 1)
+        rows: list[str] = []
+        used = 0
+        emitted = False
+        for row in (line for text in texts for line in text.splitlines() if line.strip()):
+            length = measure(row + "\n")
+            if rows and used + length > room:
+                yield Chunk(_under(header, rows))
+                emitted, rows, used = True, [], 0
+            if length > room:
+                smaller = copy.copy(self.splitter)
+                smaller._chunk_size = room
+                smaller._chunk_overlap = min(smaller._chunk_overlap, room // 8)
+                for piece in smaller.split_text(row):
+                    if piece.strip():
+                        yield Chunk(_under(header, [piece]))
+                emitted = True
+                continue
+            rows.append(row)
+            used += length
+        if rows or (header and not emitted):
+            yield Chunk(_under(header, rows))
+
     def split_segments(
         self, segments: Iterable[str], kind: DocumentKind = "text"
     ) -> Iterator[Chunk]:
@@ -401,6 +448,10 @@ class Chunker:
         smaller._chunk_overlap = min(smaller._chunk_overlap, room // 8)
         first, *rest = [text for text in smaller.split_text(texts[0]) if text.strip()]
         return [f"{heading}\n\n{first}", *rest, *texts[1:]]
+
+
+def _under(header: str, rows: list[str]) -> str:
+    return "\n".join([header, *rows] if header else rows)
 
 
 class _Sections:

@@ -62,6 +62,7 @@ from youtu_rag.index.store import (
     open_records,
 )
 from youtu_rag.ingest.chunking import Chunker
+from youtu_rag.ingest.pdf import OcrMode
 from youtu_rag.ingest.pipeline import (
     DEFAULT_BATCH_SIZE,
     IngestReport,
@@ -268,13 +269,16 @@ def _prepare(
         clear_backbone_cache()
 
 
-def _plan_files(batch: pa.Table, *, chunker: Chunker, url: str, collection: str) -> pa.Table:
-    """Read and chunk each file, and set its chunk ids against those the server holds for it."""
+def _plan_files(
+    batch: pa.Table, *, chunker: Chunker, url: str, collection: str, ocr: OcrMode
+) -> pa.Table:
+    """Read and chunk each file (OCR included, here on the worker), and set its chunk ids
+    against those the server holds for it."""
     records = open_records(url=url, collection=collection)
     rows = []
     for given in batch.column("path").to_pylist():
         path = Path(os.fsdecode(given))  # bytes: a name need not be valid UTF-8
-        plan = plan_file(path, chunker, records.ids_where({"source": source_name(path)}))
+        plan = plan_file(path, chunker, records.ids_where({"source": source_name(path)}), ocr)
         if plan.unreadable is not None:
             status = "skipped"
         else:
@@ -321,6 +325,7 @@ def index_with_ray(
     rechunk: bool = False,
     drop_others: bool = False,
     prune: bool = False,
+    ocr: OcrMode = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
     concurrency: int = 1,
     num_gpus: float = 0,
@@ -351,6 +356,7 @@ def index_with_ray(
         embedder_options["device"] = "cpu"
     cpus = 1 if num_gpus > 0 else cpus_per_actor(concurrency)
     skipped: list[Skipped] = []
+    unsupported: dict[str, int] = {}
 
     with _original_errors():
         if roots is None:
@@ -360,6 +366,7 @@ def index_with_ray(
             # The same walk as a local run: the same files, links and reasons.
             planned = ray.get(ray.remote(plan_run).remote([str(root) for root in roots]))
             skipped.extend(planned.skipped)
+            unsupported = planned.unsupported
             files = ray.data.from_items([{"path": os.fsencode(path)} for path in planned.files])
         prepare = ray.remote(num_cpus=cpus, num_gpus=num_gpus)(_prepare)
         chunker = ray.get(
@@ -371,7 +378,7 @@ def index_with_ray(
             open_records(url=url, collection=collection), chunker.rules, rechunk=rechunk
         )
         planning = files.map_batches(
-            partial(_plan_files, chunker=chunker, url=url, collection=collection),
+            partial(_plan_files, chunker=chunker, url=url, collection=collection, ocr=ocr),
             batch_size=FILES_PER_TASK,
             batch_format="pyarrow",
         )
@@ -398,6 +405,7 @@ def index_with_ray(
             unchanged=statuses["unchanged"],
             empty=statuses["empty"],
             skipped=[*skipped, *sorted(unreadable, key=lambda entry: entry.path)],
+            unsupported=unsupported,
         )
         logger.info(
             "planned %d files: %d new or changed (%d chunks to embed), %d unchanged, %d empty",

@@ -38,19 +38,20 @@ from youtu_rag.ingest.chunking import (
     DEFAULT_CHUNK_TOKENS,
     Chunker,
     ChunkingRules,
-    DocumentKind,
     chunk_limit,
     make_chunker,
     make_splitter,
 )
-from youtu_rag.ingest.reading import (
+from youtu_rag.ingest.formats import (
+    MARKDOWN_SUFFIXES,
     PDF_SUFFIX,
     SUPPORTED_SUFFIXES,
-    TEXT_SUFFIXES,
-    UnreadableFileError,
-    open_segments,
-    read_text,
+    missing_extra,
+    open_parts,
 )
+from youtu_rag.ingest.parts import DocumentKind, Part, Scalar, UnreadableFileError
+from youtu_rag.ingest.pdf import OcrMode
+from youtu_rag.ingest.reading import TEXT_SUFFIXES, read_text
 from youtu_rag.ingest.walk import find_files as walk_files
 from youtu_rag.ingest.walk import source_name
 
@@ -86,7 +87,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 #: Chunks written together. They are embedded ``embedder.batch_size`` at a time, and a stop
 #: request is honoured between those smaller batches.
 DEFAULT_BATCH_SIZE = 256
@@ -119,7 +119,12 @@ class IngestReport:
     total_chunks: int = 0
     """Records in the collection after the run."""
     skipped: list[Skipped] = field(default_factory=list)
-    """Files that could not be read, decoded or parsed, and links that were not followed."""
+    """Files that could not be read, decoded or parsed (or whose format needs an extra that is
+    not installed), and links that were not followed."""
+    unsupported: dict[str, int] = field(default_factory=dict)
+    """Files of types that are not read, counted by suffix: listed, never read."""
+    ocr_pages: int = 0
+    """Pages (of PDFs and images) read by OCR."""
     interrupted: bool = False
     """The run was stopped on request; what it wrote is kept and a re-run continues."""
     rechunked: bool = False
@@ -143,13 +148,22 @@ class RunPlan:
     files: list[Path]
     skipped: list[Skipped]
     roots: list[Path]
+    unsupported: dict[str, int] = field(default_factory=dict)
 
 
 def plan_run(paths: Iterable[str | Path]) -> RunPlan:
-    """The files to read under ``paths`` and the links and entries left out (with reasons)."""
+    """The files to read under ``paths``; the links and entries left out, and the files whose
+    format needs an extra that is not installed (with reasons); the other types, counted."""
     found = walk_files(paths)
     skipped = [Skipped(source_name(path), reason) for path, reason in found.skipped]
-    return RunPlan(found.files, skipped, found.roots)
+    files = []
+    for path in found.files:
+        missing = missing_extra(path.suffix)
+        if missing is None:
+            files.append(path)
+        else:
+            skipped.append(Skipped(source_name(path), missing))
+    return RunPlan(files, skipped, found.roots, dict(sorted(found.unsupported.items())))
 
 
 def find_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -159,7 +173,7 @@ def find_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def chunk_id(
-    source: str, index: int, text: str, metadata: Mapping[str, str | int] | None = None
+    source: str, index: int, text: str, metadata: Mapping[str, Scalar] | None = None
 ) -> str:
     """Stable id of chunk ``index`` of ``source`` with content ``text`` and ``metadata`` (its
     section or page: a chunk that moves to another section is another chunk)."""
@@ -244,6 +258,7 @@ def ingest(
     rechunk: bool = False,
     drop_others: bool = False,
     prune: bool = False,
+    ocr: OcrMode = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
     show_progress: bool = False,
     stop: threading.Event | None = None,
@@ -275,23 +290,30 @@ def ingest(
         store.embedder, chunk_size, chunk_overlap, separators=separators, splitter=splitter
     )
     rechunking = check_chunking(store, chunker.rules, rechunk=rechunk)
-    report = IngestReport(files=len(found.files))
+    report = IngestReport(files=len(found.files), unsupported=found.unsupported)
     for entry in found.skipped:
         _skip(report, entry.path, entry.reason)
     sizes = {path: _size(path) for path in found.files}
-    with tqdm(
-        total=sum(sizes.values()),
-        desc="Indexing",
-        unit="B",
-        unit_scale=True,
-        disable=not show_progress,
-    ) as progress:
+    with (
+        tqdm(
+            total=sum(sizes.values()),
+            desc="Indexing",
+            unit="B",
+            unit_scale=True,
+            disable=not show_progress,
+        ) as progress,
+        tqdm(
+            desc="OCR", unit="page", position=1, leave=False, disable=not show_progress
+        ) as ocr_bar,
+    ):
         writer = _Writer(
             store,
             min(batch_size, store.client.get_max_batch_size()),
             report,
             progress,
             stop or threading.Event(),
+            ocr,
+            ocr_bar,
         )
         for path in found.files:
             if writer.should_stop():
@@ -339,7 +361,7 @@ class _Chunk:
     text: str
     source: str
     index: int
-    metadata: dict[str, str | int]
+    metadata: dict[str, Scalar]
     weight: int
     """Bytes of the file this chunk stands for on the progress bar."""
 
@@ -354,15 +376,24 @@ class _Writer:
         report: IngestReport,
         progress: tqdm[None],
         stop: threading.Event,
+        ocr: OcrMode,
+        ocr_progress: tqdm[None],
     ) -> None:
         self.store = store
         self.batch_size = batch_size
         self.report = report
         self.progress = progress
         self.stop = stop
+        self.ocr = ocr
+        self.ocr_progress = ocr_progress
         self.stopped = False
         self.pending: list[_Chunk] = []
         self.stale: list[str] = []
+
+    def ocr_page(self) -> None:
+        """A page was read by OCR: counted in the report and on its own progress bar."""
+        self.report.ocr_pages += 1
+        self.ocr_progress.update(1)
 
     def should_stop(self) -> bool:
         """Whether to stop now: a stop was requested (between batches, or while only reading
@@ -425,19 +456,19 @@ class _Writer:
 
 
 class _Bytes:
-    """Segments passed through, counting their UTF-8 bytes: the progress a chunk stands for."""
+    """Parts passed through, counting their UTF-8 bytes: the progress a chunk stands for."""
 
-    def __init__(self, segments: Iterable[str], budget: int) -> None:
-        self.segments = segments
+    def __init__(self, parts: Iterable[Part], budget: int) -> None:
+        self.parts = parts
         self.budget = budget
         self.unclaimed = 0
 
-    def __iter__(self) -> Iterator[str]:
-        for segment in self.segments:
-            weight = min(len(segment.encode("utf-8", "surrogatepass")), self.budget)
+    def __iter__(self) -> Iterator[Part]:
+        for part in self.parts:
+            weight = min(len(part.text.encode("utf-8", "surrogatepass")), self.budget)
             self.budget -= weight
             self.unclaimed += weight
-            yield segment
+            yield part
 
     def claim(self) -> int:
         """Bytes read since the last claim."""
@@ -455,8 +486,8 @@ def _index_file(writer: _Writer, path: Path, size: int, chunker: Chunker) -> Non
     batch: list[_Chunk] = []
     read = _Bytes((), size)
     try:
-        read = _Bytes(open_segments(path), size)
-        for piece in chunker.split_segments(read, document_kind(path)):
+        read = _Bytes(open_parts(path, ocr=writer.ocr, on_ocr_page=writer.ocr_page), size)
+        for piece in chunker.split_parts(read):
             chunk_key = chunk_id(source, index, piece.text, piece.metadata)
             batch.append(_Chunk(chunk_key, piece.text, source, index, piece.metadata, read.claim()))
             index += 1
@@ -538,7 +569,7 @@ class FilePlan:
 
     source: str
     chunks: list[str]
-    metadatas: list[dict[str, str | int]]
+    metadatas: list[dict[str, Scalar]]
     """Each chunk's section or page (besides ``source`` and ``chunk``)."""
     ids: list[str]
     new: list[int]
@@ -557,13 +588,13 @@ class FilePlan:
         return not self.new and not self.stale
 
 
-def plan_file(path: Path, chunker: Chunker, existing: set[str]) -> FilePlan:
-    """Read and chunk ``path`` segment by segment, as :func:`ingest` does, so both give the same
-    ids; compare them with ``existing``, the ids indexed for it. A file :func:`ingest` would
-    skip as unreadable gets a plan with the reason and every existing id stale, as there."""
+def plan_file(path: Path, chunker: Chunker, existing: set[str], ocr: OcrMode = "auto") -> FilePlan:
+    """Read and chunk ``path`` part by part, as :func:`ingest` does, so both give the same ids;
+    compare them with ``existing``, the ids indexed for it. A file :func:`ingest` would skip as
+    unreadable gets a plan with the reason and every existing id stale, as there."""
     source = source_name(path)
     try:
-        pieces = list(chunker.split_segments(open_segments(path), document_kind(path)))
+        pieces = list(chunker.split_parts(open_parts(path, ocr=ocr)))
     except UnreadableFileError as error:
         return FilePlan(source, [], [], [], [], sorted(existing), unreadable=str(error))
     ids = [

@@ -1,4 +1,4 @@
-"""A document file -> its text, as a stream of segments of bounded size.
+"""A text file -> its text, as a stream of segments of bounded size.
 
 Text files must be UTF-8, or UTF-16/UTF-32 with a byte-order mark; anything else is refused with
 the offending byte's offset rather than guessed at. A guess (Latin-1? cp1252? Shift-JIS?) that
@@ -14,15 +14,22 @@ does not grow with the file.
 from __future__ import annotations
 
 import codecs
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+
+from youtu_rag.ingest.parts import UnreadableFileError
+
+__all__ = [
+    "PAGE_BREAK",
+    "SEGMENT_CHARS",
+    "TEXT_SUFFIXES",
+    "UnreadableFileError",
+    "open_segments",
+    "read_text",
+]
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
-PDF_SUFFIX = ".pdf"
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {PDF_SUFFIX}
 
 #: Characters of text handed to the splitter at once. Segments are cut at a paragraph break (else
 #: a line break, else a space) in their second half; chunks never span two segments.
@@ -30,8 +37,6 @@ SEGMENT_CHARS = 1 << 18
 _BLOCK_BYTES = 1 << 16
 #: Between two pages of a PDF's text (a form feed, as ``pdftotext`` writes): chunks keep their page.
 PAGE_BREAK = "\f"
-#: PDF text is spooled to a temporary file past this size, so a huge PDF stays out of memory.
-_SPOOL_BYTES = 8 << 20
 # Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
 _BYTE_ORDER_MARKS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -45,21 +50,15 @@ _TEXT_CONTROLS = frozenset("\t\n\r\f\v\x1b\x08")
 _MAX_CONTROL_SHARE = 0.05
 
 
-class UnreadableFileError(Exception):
-    """A file that cannot be read, decoded or parsed; the message says why, without the path."""
-
-
 def open_segments(path: Path) -> Iterator[str]:
     """The text of ``path`` as consecutive segments of at most about :data:`SEGMENT_CHARS`.
 
-    Raises :class:`UnreadableFileError` before returning if the file is binary, not decodable
-    or not a readable PDF; the iterator raises it too if the file changes while it is read.
+    Raises :class:`UnreadableFileError` before returning if the file is binary or not
+    decodable; the iterator raises it too if the file changes while it is read.
     """
     try:
         if path.stat().st_size == 0:
             return iter(())
-        if path.suffix.lower() == PDF_SUFFIX:
-            return _segments(_spooled_pdf_text(path), SEGMENT_CHARS)
         encoding, skip = _sniff(path)
         for _ in _decoded_blocks(path, encoding, skip):
             pass  # the whole file decodes: only now hand out its text
@@ -133,56 +132,6 @@ def _refuse_control_characters(text: str) -> None:
         raise UnreadableFileError(
             f"binary file ({controls} of its first {len(sample)} characters are control codes)"
         )
-
-
-def _spooled_pdf_text(path: Path) -> Iterator[str]:
-    """Extract every page first (a PDF that fails on page 90 is skipped whole), into a spool
-    that moves to disk past :data:`_SPOOL_BYTES`, then read it back in blocks."""
-    try:
-        from pypdf import PdfReader
-    except ImportError as error:
-        raise UnreadableFileError(
-            "reading PDF needs pypdf: pip install 'youtu-rag[pdf]'"
-        ) from error
-    spool: IO[str] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by the generator)
-        max_size=_SPOOL_BYTES, mode="w+", encoding="utf-8", errors="replace"
-    )
-    try:
-        try:
-            reader = PdfReader(path)
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise UnreadableFileError("encrypted PDF (it needs a password)")
-            pages = list(reader.pages)
-            if not pages:
-                raise UnreadableFileError("not a readable PDF (no pages found)")
-        except UnreadableFileError:
-            raise
-        except Exception as error:  # pypdf raises many types on a corrupt file
-            raise UnreadableFileError(f"not a readable PDF ({_describe(error)})") from error
-        for number, page in enumerate(pages, start=1):
-            try:
-                text = page.extract_text() or ""
-            except Exception as error:
-                raise UnreadableFileError(
-                    f"page {number} of {len(pages)} cannot be read ({_describe(error)})"
-                ) from error
-            text = text.replace("\x00", "").replace(PAGE_BREAK, "\n")
-            spool.write((PAGE_BREAK if number > 1 else "") + text)
-        spool.seek(0)
-    except BaseException:
-        spool.close()
-        raise
-    return _read_spool(spool)
-
-
-def _read_spool(spool: IO[str]) -> Iterator[str]:
-    with spool:
-        while block := spool.read(_BLOCK_BYTES):
-            yield block
-
-
-def _describe(error: BaseException) -> str:
-    return str(error) or type(error).__name__
 
 
 def _segments(blocks: Iterable[str], size: int) -> Iterator[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -35,6 +34,8 @@ _DATE_TOKENS = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"[0#?][0#?,]*(?:\.([0#?]+))?")
+#: Rows of delimited text handed to the chunker at once.
+ROWS_PER_PART = 1000
 
 
 def read_workbook(path: Path) -> Iterator[Part]:
@@ -61,15 +62,49 @@ def read_workbook(path: Path) -> Iterator[Part]:
             yield part
 
 
-def read_delimited(text: str, delimiter: str) -> Iterator[Part]:
-    """A CSV (``,``) or TSV (``\\t``) text as one table part, its first row the header."""
+def read_delimited(segments: Iterable[str], delimiter: str) -> Iterator[Part]:
+    """Delimited text (``,`` for CSV, ``\t`` for TSV) as table parts of up to
+    :data:`ROWS_PER_PART` rows, all with the first row as their header; streamed."""
+    reader = csv.reader(_lines(segments), delimiter=delimiter, strict=True)
+    header = ""
+    width = 0
+    batch: list[list[str]] = []
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if not header:
+                width = len(row)
+                part = table_part([row], "", {})
+                header = part.header if part is not None else ""
+                continue
+            batch.append(row)
+            if len(batch) >= ROWS_PER_PART:
+                yield _rows_part(batch, width, header)
+                batch = []
     except csv.Error as error:
-        raise UnreadableFileError(f"not valid delimited text ({error})") from error
-    part = table_part(rows, "", {})
-    if part is not None:
-        yield part
+        raise UnreadableFileError(
+            f"not valid delimited text (line {reader.line_num}: {error})"
+        ) from error
+    if batch or header:
+        yield _rows_part(batch, width, header)
+
+
+def _lines(segments: Iterable[str]) -> Iterator[str]:
+    """Whole lines (ends kept) from segments that may end mid-line."""
+    carry = ""
+    for segment in segments:
+        lines = (carry + segment).splitlines(keepends=True)
+        carry = lines.pop() if lines and not lines[-1].endswith(("\n", "\r")) else ""
+        yield from lines
+    if carry:
+        yield carry
+
+
+def _rows_part(rows: list[list[str]], width: int, header: str) -> Part:
+    cells = [[*row, *[""] * (width - len(row))] for row in rows]
+    lines = table_markdown([[""] * width, *cells])[2:]
+    return Part("\n".join(lines) + ("\n" if lines else ""), "table", {}, header)
 
 
 def table_part(rows: Iterable[list[str]], title: str, location: dict[str, Any]) -> Part | None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from youtu_rag.ingest.reading import SUPPORTED_SUFFIXES
+from youtu_rag.ingest.formats import SUPPORTED_SUFFIXES
 
 # The lone surrogates a name's undecodable bytes become under "surrogateescape".
 _UNDECODED = re.compile("[\udc80-\udcff]")
@@ -33,6 +33,8 @@ class Found:
     """(path as found, reason) of links not followed and entries that could not be listed."""
     roots: list[Path] = field(default_factory=list)
     """The given folders and files, resolved."""
+    unsupported: dict[str, int] = field(default_factory=dict)
+    """Regular files of types that are not read, counted by suffix (``(none)`` without one)."""
 
 
 def source_name(path: str | os.PathLike[str]) -> str:
@@ -152,15 +154,21 @@ def _follow(link: Path, found: Found) -> Path | None:
 
 
 def _add_file(path: Path, real: Path, found: Found, files: set[Path]) -> None:
-    """Add ``real`` (the file ``path`` is, or leads to) if it is a supported regular file."""
-    if real.suffix.lower() not in SUPPORTED_SUFFIXES:
-        return
+    """Add ``real`` (the file ``path`` is, or leads to) if it is a supported regular file; count
+    a regular file of another type."""
+    supported = real.suffix.lower() in SUPPORTED_SUFFIXES
     try:
         mode = real.stat().st_mode
     except OSError as error:
-        found.skipped.append((path, f"cannot read it ({error.strerror})"))
+        if supported:
+            found.skipped.append((path, f"cannot read it ({error.strerror})"))
         return
     if not stat.S_ISREG(mode):
-        found.skipped.append((path, "not a regular file"))
+        if supported:
+            found.skipped.append((path, "not a regular file"))
+        return
+    if not supported:
+        suffix = real.suffix.lower() or "(none)"
+        found.unsupported[suffix] = found.unsupported.get(suffix, 0) + 1
         return
     files.add(real.resolve())

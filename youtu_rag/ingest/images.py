@@ -45,6 +45,8 @@ def read_image_file(path: Path, on_page: Callable[[], None] | None = None) -> It
                     parts.append(Part(page.text, "text", location))
     except (UnreadableFileError, OcrUnavailableError) as error:
         raise UnreadableFileError(str(error)) from error
+    except Image.DecompressionBombError as error:  # Pillow's own check, past twice its limit
+        raise UnreadableFileError(f"decompression bomb: {error}") from error
     except Exception as error:  # Pillow raises many types on a damaged image
         raise UnreadableFileError(f"not a readable image ({error})") from error
     return iter(parts)

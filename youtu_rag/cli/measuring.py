@@ -657,6 +657,55 @@ def bench_index_command(
     )
 
 
+@bench_app.command("ingest")
+@handle_errors
+def bench_ingest_command(
+    folder: Annotated[
+        Path, typer.Argument(help="A folder of documents to read.", exists=True, file_okay=False)
+    ],
+    model: ModelOption = DEFAULT_MODEL,
+    ocr: Annotated[str, typer.Option("--ocr", help="auto, always or never (as index).")] = "auto",
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Files, pages (slides, sheets) and MB per second per format, and OCR seconds per page:
+    reading and chunking as index does, without embedding."""
+    from youtu_rag.cli.options import ModelOptions
+    from youtu_rag.cli.resources import load_embedder
+    from youtu_rag.measure.bench_ingest import bench_ingest
+
+    if ocr not in ("auto", "always", "never"):
+        raise ValueError(f"--ocr must be auto, always or never, got {ocr!r}")
+    chosen = model_or_default(model)
+    embedder = load_embedder(chosen, ModelOptions(model=chosen, device="cpu"))
+    result = bench_ingest(embedder, folder, ocr)  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    cpu = result["machine"]
+    per_page = result["ocr_seconds_per_page"]
+    _print_rows(
+        f"Reading {result['folder']} ({cpu['cpu']}, {cpu['logical_cpus']} logical CPUs); OCR "
+        + (
+            f"{result['ocr_pages']} pages at {per_page:.2f} s a page"
+            if per_page is not None
+            else "read no page"
+        ),
+        [
+            {
+                "format": suffix,
+                "files": row["files"],
+                "units": row["units"],
+                "seconds": row["seconds"],
+                "units/s": row["units_per_s"],
+                "MB/s": row["mb_per_s"],
+                "chunks": row["chunks"],
+                "skipped": row["skipped"],
+            }
+            for suffix, row in result["formats"].items()
+        ],
+    )
+
+
 @bench_app.command("chunking")
 @handle_errors
 def bench_chunking_command(

@@ -64,7 +64,7 @@ def missing_extra(suffix: str) -> str | None:
 
 
 def open_parts(
-    path: Path, *, ocr: OcrMode = "auto", on_ocr_page: Callable[[], None] | None = None
+    path: Path, *, ocr: OcrMode = "auto", on_ocr_page: Callable[[float], None] | None = None
 ) -> Iterator[Part]:
     """The parts of ``path``, read by the reader of its suffix.
 
@@ -72,7 +72,7 @@ def open_parts(
         path: the file.
         ocr: ``auto`` (scanned PDF pages and images), ``always`` (every PDF page too) or
             ``never``.
-        on_ocr_page: called after each page OCR has read (for a progress bar).
+        on_ocr_page: called after each page OCR has read, with the seconds it took.
 
     Raises:
         UnreadableFileError: before returning, why the file cannot be read.

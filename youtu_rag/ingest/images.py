@@ -7,6 +7,7 @@ inflate to gigabytes) is refused there.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ __all__ = ["IMAGE_SUFFIXES", "read_image_file"]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 
 
-def read_image_file(path: Path, on_page: Callable[[], None] | None = None) -> Iterator[Part]:
+def read_image_file(path: Path, on_page: Callable[[float], None] | None = None) -> Iterator[Part]:
     """The text OCR reads in each frame of the image, recording ``page`` (from 1), ``ocr`` and
     the recogniser's mean ``ocr_confidence``; every frame is read before the first part is
     returned."""
@@ -37,9 +38,10 @@ def read_image_file(path: Path, on_page: Callable[[], None] | None = None) -> It
                     f"{MAX_PIXELS} pixels)"
                 )
             for number, frame in enumerate(ImageSequence.Iterator(image), start=1):
+                started = time.perf_counter()
                 page = read_image(frame)
                 if on_page is not None:
-                    on_page()
+                    on_page(time.perf_counter() - started)
                 if page.text.strip():
                     location = {"page": number, "ocr": True, "ocr_confidence": page.confidence}
                     parts.append(Part(page.text, "text", location))

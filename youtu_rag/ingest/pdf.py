@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -35,7 +36,7 @@ _SPOOL_BYTES = 8 << 20
 
 
 def read_pdf(
-    path: Path, ocr: OcrMode = "auto", on_ocr_page: Callable[[], None] | None = None
+    path: Path, ocr: OcrMode = "auto", on_ocr_page: Callable[[float], None] | None = None
 ) -> Iterator[Part]:
     """The pages of ``path`` as parts recording ``page`` (see the module notes)."""
     try:
@@ -68,9 +69,10 @@ def read_pdf(
             location: dict[str, Any] = {"page": number}
             visible = sum(1 for char in text if not char.isspace())
             if ocr == "always" or (ocr == "auto" and visible < MIN_LAYER_CHARACTERS):
+                started = time.perf_counter()
                 read = read_image(renderer.page(number - 1))
                 if on_ocr_page is not None:
-                    on_ocr_page()
+                    on_ocr_page(time.perf_counter() - started)
                 text = read.text
                 location |= {"ocr": True, "ocr_confidence": round(read.confidence, 2)}
             spool.write(json.dumps({"text": text, "location": location}, ensure_ascii=False))

@@ -390,7 +390,7 @@ class _Writer:
         self.pending: list[_Chunk] = []
         self.stale: list[str] = []
 
-    def ocr_page(self) -> None:
+    def ocr_page(self, seconds: float) -> None:
         """A page was read by OCR: counted in the report and on its own progress bar."""
         self.report.ocr_pages += 1
         self.ocr_progress.update(1)

@@ -232,3 +232,21 @@ def test_bench_serve_fairness_scenario_json() -> None:
     expected = 3 * fairness["probe_p50_idle_ms"] + fairness["big_request_batch_ms"]
     assert fairness["goal_ms"] == pytest.approx(expected)
     assert fairness["machine"]["cpu"]
+
+
+def test_bench_ingest_per_format_and_ocr_per_page(tmp_path: Path) -> None:
+    from tests import documents
+
+    documents.write_docx(tmp_path / "report.docx")
+    documents.write_xlsx(tmp_path / "ledger.xlsx")
+    documents.scanned_page().save(tmp_path / "scan.png")
+    (tmp_path / "clip.mp4").write_bytes(b"\x00")
+    result = CliRunner().invoke(app, ["bench", "ingest", str(tmp_path), "-m", MINILM, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report["formats"]) == {".docx", ".xlsx", ".png"}
+    assert report["formats"][".xlsx"]["units"] == 2  # two sheets
+    assert report["formats"][".xlsx"]["chunks"] > 2
+    assert all(row["units_per_s"] > 0 and row["skipped"] == 0 for row in report["formats"].values())
+    assert report["ocr_pages"] == 1 and report["ocr_seconds_per_page"] > 0
+    assert report["unsupported"] == {".mp4": 1} and report["machine"]["cpu"]

@@ -274,14 +274,13 @@ def test_a_heading_never_ends_a_chunk_when_its_body_is_long(minilm: YoutuEmbedde
 
 
 def test_pdf_chunks_carry_their_page(minilm: YoutuEmbedder, tmp_path: Path) -> None:
-    from youtu_rag.ingest.pipeline import document_kind
-    from youtu_rag.ingest.reading import open_segments
+    from youtu_rag.ingest.formats import open_parts
 
     pages = [f"Page {n} says that masked mean pooling ignores prefix tokens." for n in (1, 2, 3)]
     pdf = tmp_path / "paper.pdf"
     pdf.write_bytes(pdf_pages(*pages))
     chunker = make_chunker(minilm, chunk_size=64)
-    chunks = list(chunker.split_segments(open_segments(pdf), document_kind(pdf)))
+    chunks = list(chunker.split_parts(open_parts(pdf)))
     assert [(c.text, c.metadata) for c in chunks] == [
         (text, {"page": number}) for number, text in enumerate(pages, start=1)
     ]

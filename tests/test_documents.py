@@ -53,6 +53,8 @@ def indexed(
         minilm, persist_dir=tmp_path_factory.mktemp("db"), collection="company"
     )
     report = ingest(store, [company], chunk_size=96, chunk_overlap=0)
+    again = ingest(store, [company], chunk_size=96, chunk_overlap=0)  # OCR included: same ids
+    assert (again.chunks_written, again.chunks_deleted, again.unchanged) == (0, 0, 8)
     records = store.collection.get(include=["documents", "metadatas"])
     chunks: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for text, metadata in zip(records["documents"] or [], records["metadatas"] or [], strict=True):

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from tests.samples import pdf_pages
 from tests.test_ingest import CHUNKING
 from youtu_rag import YoutuEmbedder
-from youtu_rag.index import reading
 from youtu_rag.index.store import ChromaStore
+from youtu_rag.ingest import reading
+from youtu_rag.ingest.formats import open_parts
 from youtu_rag.ingest.pipeline import (
     IngestReport,
-    document_kind,
     find_files,
     ingest,
     make_chunker,
@@ -47,9 +47,7 @@ def stored(store: ChromaStore) -> dict[str, list[tuple[int, str]]]:
 
 def expected_chunks(embedder: YoutuEmbedder, path: Path) -> list[str]:
     chunker = make_chunker(embedder, **CHUNKING)
-    return [
-        chunk.text for chunk in chunker.split_segments(open_segments(path), document_kind(path))
-    ]
+    return [chunk.text for chunk in chunker.split_parts(open_parts(path))]
 
 
 def skipped(report: IngestReport) -> dict[str, str]:

@@ -43,7 +43,8 @@ def read_image_file(path: Path, on_page: Callable[[float], None] | None = None) 
                 if on_page is not None:
                     on_page(time.perf_counter() - started)
                 if page.text.strip():
-                    location = {"page": number, "ocr": True, "ocr_confidence": page.confidence}
+                    confidence = round(page.confidence, 2)  # a stable id across runs
+                    location = {"page": number, "ocr": True, "ocr_confidence": confidence}
                     parts.append(Part(page.text, "text", location))
     except (UnreadableFileError, OcrUnavailableError) as error:
         raise UnreadableFileError(str(error)) from error

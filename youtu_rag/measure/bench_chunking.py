@@ -19,8 +19,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from youtu_rag.backends.protocol import Embedder
 from youtu_rag.ingest.chunking import Chunker, make_chunker
-from youtu_rag.ingest.pipeline import document_kind
-from youtu_rag.ingest.reading import open_segments
+from youtu_rag.ingest.formats import open_parts
 
 #: What is compared: the new default, and youtu-rag's splitter before it.
 METHODS = ("default", "before")
@@ -44,7 +43,6 @@ def bench_chunking(
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     current = make_chunker(embedder, chunk_size, chunk_overlap)
     chunkers = {"default": current, "before": _splitter_before(embedder, current)}
-    kind = document_kind(path)
     best: dict[str, float] = {}
     chunks: dict[str, int] = {}
     peaks: dict[str, int] = {}
@@ -52,7 +50,7 @@ def bench_chunking(
         for method, chunker in chunkers.items():
             tracemalloc.start()
             start = time.perf_counter()
-            count = sum(1 for _ in chunker.split_segments(open_segments(path), kind))
+            count = sum(1 for _ in chunker.split_parts(open_parts(path)))
             seconds = time.perf_counter() - start
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()

@@ -51,6 +51,8 @@ PUBLIC_MODULES = {
     "youtu_rag.index.store",
     "youtu_rag.index.chroma_function",
     "youtu_rag.index.prompt",
+    "youtu_rag.index.rerank",
+    "youtu_rag.model.reranker",
     "youtu_rag.ingest.pipeline",
     "youtu_rag.ingest.chunking",
     "youtu_rag.index.lexical",

@@ -126,6 +126,8 @@ async def test_small_requests_get_batches_of_their_own_in_turn_with_a_large_one(
         batcher.drain()
         await worker
     after = batches[first:]
+    if after and not set(after[0]) & {text for texts in smalls for text in texts}:
+        after = after[1:]  # the large batch already formed when the small requests came
     small_texts = {text for texts in smalls for text in texts}
     kinds = ["small" if set(batch) <= small_texts else "large" for batch in after]
     assert all(set(batch) <= small_texts or not set(batch) & small_texts for batch in after)

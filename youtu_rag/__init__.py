@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from youtu_rag.model.embedder import YoutuEmbedder
     from youtu_rag.model.loading import clear_backbone_cache
     from youtu_rag.model.profiles import MINILM, YOUTU_EMBEDDING, ModelProfile, get_profile
+    from youtu_rag.model.reranker import Reranker
     from youtu_rag.model.resolution import ResolvedModel, resolve_model, resolve_profile
 
 _PUBLIC = {
@@ -36,6 +37,7 @@ _PUBLIC = {
     "EmbedderSettings": "youtu_rag.backends.settings",
     "HttpEmbedder": "youtu_rag.backends.http",
     "MINILM": "youtu_rag.model.profiles",
+    "Reranker": "youtu_rag.model.reranker",
     "ModelProfile": "youtu_rag.model.profiles",
     "TencentCloudEmbedder": "youtu_rag.backends.tencent_cloud",
     "TencentCloudError": "youtu_rag.backends.tencent_cloud",
@@ -56,6 +58,7 @@ __all__ = [
     "EmbedderSettings",
     "HttpEmbedder",
     "ModelProfile",
+    "Reranker",
     "ResolvedModel",
     "TencentCloudEmbedder",
     "TencentCloudError",

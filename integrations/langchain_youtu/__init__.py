@@ -2,6 +2,7 @@
 
 from langchain_youtu.chain import create_rag_chain
 from langchain_youtu.embeddings import YoutuEmbeddings
+from langchain_youtu.reranker import YoutuReranker
 from langchain_youtu.retriever import YoutuRetriever
 
-__all__ = ["YoutuEmbeddings", "YoutuRetriever", "create_rag_chain"]
+__all__ = ["YoutuEmbeddings", "YoutuReranker", "YoutuRetriever", "create_rag_chain"]

@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, model_validator
 from typing_extensions import Self
 
 from youtu_rag.index.fusion import DEFAULT_MODE, SearchMode
+from youtu_rag.index.rerank import DEFAULT_CANDIDATES, rerank_hits
 from youtu_rag.index.store import ChromaStore, Hit
 
 SearchType = Literal["similarity", "mmr", "similarity_score_threshold"]
@@ -51,6 +52,7 @@ def hit_to_document(hit: Hit) -> Document:
             "score": hit.score,
             **({} if hit.dense_score is None else {"dense_score": hit.dense_score}),
             **({} if hit.lexical_score is None else {"lexical_score": hit.lexical_score}),
+            **({} if hit.rerank_score is None else {"relevance_score": hit.rerank_score}),
         },
         id=hit.id,
     )
@@ -162,12 +164,19 @@ class YoutuRetriever(BaseRetriever):
 
     mode: SearchMode = DEFAULT_MODE
     """``hybrid`` (dense and BM25 fused), ``dense`` or ``lexical``; see ``ChromaStore.search``."""
+    reranker: Any = None
+    """A second stage (``youtu_rag.Reranker``): the first stage gives ``candidates`` hits, the
+    reranker keeps the ``k`` best; each document's metadata gets ``relevance_score``."""
+    candidates: int = Field(default=DEFAULT_CANDIDATES, ge=1)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **per_call: Any
     ) -> list[Document]:
         options = self._options(per_call)
         threshold = options.pop("score_threshold")
+        k = options["k"]
+        if self.reranker is not None:
+            options["k"] = max(k, self.candidates)
         hits = self.store.search(query, mode=self.mode, **options)
         if options["mmr"]:
             # MMR chooses which passages; they come best first, as langchain_chroma returns them.
@@ -176,6 +185,8 @@ class YoutuRetriever(BaseRetriever):
             # A threshold on cosine similarity, as LangChain's relevance scores: a hybrid hit
             # the dense side did not rank has none and is left out.
             hits = [h for h in hits if h.dense_score is not None and h.dense_score >= threshold]
+        if self.reranker is not None:
+            hits = rerank_hits(self.reranker, query, hits, k)
         return [hit_to_document(hit) for hit in hits]
 
     async def _aget_relevant_documents(

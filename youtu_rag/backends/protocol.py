@@ -104,3 +104,32 @@ def create_embedder(model: str, **options: Any) -> YoutuEmbedder | TencentCloudE
             f"{', '.join(unknown)} cannot be set for {model}: the model runs in Tencent Cloud"
         )
     return TencentCloudEmbedder(name, **given)
+
+
+class TextReranker(Protocol):
+    """What the rerank stage needs: scores of documents for a query, and a ranking of them.
+    :class:`~youtu_rag.model.reranker.Reranker` (a local cross-encoder)."""
+
+    model_name: str
+
+    def score(self, query: str, documents: Sequence[str]) -> list[float]: ...
+
+    def rank(
+        self, query: str, documents: Sequence[str], top_n: int | None = None
+    ) -> list[tuple[int, float]]: ...
+
+
+def create_reranker(model: str, **options: Any) -> TextReranker:
+    """The reranker a model string names: a hub id or local directory of a cross-encoder.
+
+    Raises:
+        ValueError: ``tencent-cloud:MODEL``, whose ``RunRerank`` backend is not built yet.
+    """
+    if is_remote(model):
+        raise ValueError(
+            f"{model}: Tencent Cloud RunRerank is not supported yet; use a cross-encoder "
+            "checkpoint (hub id or local directory)"
+        )
+    from youtu_rag.model.reranker import Reranker
+
+    return Reranker(model, **options)

@@ -32,11 +32,13 @@ from youtu_rag.cli.resources import (
     check_store_options,
     choose_for_collection,
     connect_store,
+    load_reranker,
     one_line,
     open_store,
     stop_on_ctrl_c,
     warn_unknown_tokens,
 )
+from youtu_rag.index.defaults import DEFAULT_CANDIDATES
 
 if TYPE_CHECKING:
     from youtu_rag.cli.resources import ChosenModel
@@ -55,6 +57,18 @@ WhereOption = Annotated[
     typer.Option("--where", help='Chroma metadata filter as JSON: \'{"source": "/a/b.md"}\''),
 ]
 MmrOption = Annotated[bool, typer.Option("--mmr", help="Diversify results (MMR).")]
+RerankOption = Annotated[
+    str | None,
+    typer.Option(
+        "--rerank",
+        help="A cross-encoder (hub id or local directory) that reorders the first stage's "
+        "--candidates hits; -k of them are kept.",
+    ),
+]
+CandidatesOption = Annotated[
+    int,
+    typer.Option("--candidates", min=1, help="First-stage hits the --rerank model reads."),
+]
 QueryInstructionOption = Annotated[
     str | None,
     typer.Option(
@@ -329,6 +343,8 @@ def search(
     mmr: MmrOption = False,
     query_instruction: QueryInstructionOption = None,
     mode: ModeOption = DEFAULT_MODE,
+    rerank: RerankOption = None,
+    candidates: CandidatesOption = DEFAULT_CANDIDATES,
     as_json: JsonOption = False,
     *,
     store_options: StoreOptions,
@@ -345,11 +361,17 @@ def search(
 
     filters = _parse_where(where)
     search_mode = check_mode(mode)
+    reranker = None if rerank is None else load_reranker(rerank, model_options)
     store, chosen = open_store(
         store_options, model_options, create=False, query_instruction=query_instruction
     )
     _say_model(store, chosen)
-    hits = store.search(query, k=k, where=filters, mmr=mmr, mode=search_mode)
+    first = max(k, candidates) if reranker is not None else k
+    hits = store.search(query, k=first, where=filters, mmr=mmr, mode=search_mode)
+    if reranker is not None:
+        from youtu_rag.index.rerank import rerank_hits
+
+        hits = rerank_hits(reranker, query, hits, k)
     warn_unknown_tokens(store.embedder, "the query")
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
@@ -362,8 +384,9 @@ def search(
             for side, position in (("d", hit.dense_rank), ("l", hit.lexical_rank))
             if position is not None and search_mode == "hybrid"
         )
+        reranked = "" if hit.rerank_score is None else f"rerank {hit.rerank_score:.4f}  "
         console.print(
-            f"{rank}. {hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}"
+            f"{rank}. {reranked}{hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}"
             + (f"  ({sides})" if sides else ""),
             markup=False,
         )
@@ -396,6 +419,8 @@ def ask(
     ] = None,
     query_instruction: QueryInstructionOption = None,
     mode: ModeOption = DEFAULT_MODE,
+    rerank: RerankOption = None,
+    candidates: CandidatesOption = DEFAULT_CANDIDATES,
     *,
     store_options: StoreOptions,
     model_options: CollectionModelOptions,
@@ -410,12 +435,18 @@ def ask(
     filters = _parse_where(where)
     search_mode = check_mode(mode)
     chat_model = None if chat is None else _chat_model(chat)
+    reranker = None if rerank is None else load_reranker(rerank, model_options)
     store, chosen = open_store(
         store_options, model_options, create=False, query_instruction=query_instruction
     )
     _say_model(store, chosen)
     if chat_model is None:
-        hits = store.search(question, k=k, where=filters, mmr=mmr, mode=search_mode)
+        first = max(k, candidates) if reranker is not None else k
+        hits = store.search(question, k=first, where=filters, mmr=mmr, mode=search_mode)
+        if reranker is not None:
+            from youtu_rag.index.rerank import rerank_hits
+
+            hits = rerank_hits(reranker, question, hits, k)
         console.print(format_context(hits))
         err_console.print(
             "No chat model configured: pass --chat PROVIDER:MODEL (e.g. openai:gpt-4o-mini) "
@@ -431,6 +462,8 @@ def ask(
         search_type="mmr" if mmr else "similarity",
         search_kwargs={"k": k, "filter": filters},
         mode=search_mode,
+        reranker=reranker,
+        candidates=candidates,
     )
     chain = create_rag_chain(retriever, chat_model)
     if stream if stream is not None else sys.stdout.isatty():

@@ -159,6 +159,15 @@ def load_embedder(
         return create_embedder(model, device=options.device, dtype=options.dtype, **(rules or {}))
 
 
+def load_reranker(model: str, options: ModelOptions) -> Any:
+    """The --rerank cross-encoder, or one line saying why it cannot load."""
+    from youtu_rag.backends.protocol import create_reranker
+
+    check_model_path(model)
+    with model_not_found(model):
+        return create_reranker(model, device=options.device, dtype=options.dtype)
+
+
 def resolve_model_option(model: str) -> ResolvedModel:
     """The --model resolved once (its files read, no weights loaded), or one line saying why
     it cannot be."""

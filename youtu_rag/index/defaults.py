@@ -5,6 +5,9 @@ import re
 
 DEFAULT_PERSIST_DIR = ".youtu_rag"
 DEFAULT_COLLECTION = "youtu_rag"
+#: First-stage hits a reranker reads per query when none is said: enough to lift a passage
+#: ranked 20th to the top, few enough that a CPU cross-encoder answers in about a second.
+DEFAULT_CANDIDATES = 20
 
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]")
 

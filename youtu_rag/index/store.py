@@ -118,6 +118,9 @@ class Hit:
     lexical_rank: int | None = None
     lexical_score: float | None = None
     fallback: str | None = None
+    rerank_score: float | None = None
+    """The reranker's score, when a second stage reordered the hits
+    (:mod:`~youtu_rag.index.rerank`)."""
 
     @property
     def source(self) -> str | None:

@@ -1,0 +1,160 @@
+# ruff: noqa: RUF001  (Chinese text and punctuation, on purpose)
+"""The second stage on a tiny random cross-encoder (no reranker weights can be downloaded here):
+scores equal to sentence-transformers' ``CrossEncoder.predict`` to 1e-4 for Chinese and English
+pairs and a pair longer than the model's limit, through the core, the CLI, LangChain and
+LlamaIndex."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.tiny_reranker import build_tiny_reranker
+from youtu_rag import Reranker, YoutuEmbedder
+from youtu_rag.cli import app
+from youtu_rag.index.store import ChromaStore
+
+QUERY = "报销发票多久内提交？ How soon must invoices be filed?"
+DOCUMENTS = [
+    "员工应在费用发生后三十天内提交报销申请。",
+    "Employees must file expense claims within thirty days.",
+    "He drove to the stadium.",
+    "国内出差住宿标准为每晚五百元。 " + "hotel nights are capped " * 40,  # over the limit
+    "The weather is lovely today.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(build_tiny_reranker(tmp_path_factory.mktemp("reranker")))
+
+
+@pytest.fixture(scope="module")
+def expected(tiny: str) -> np.ndarray:
+    from sentence_transformers import CrossEncoder
+
+    return np.asarray(CrossEncoder(tiny, device="cpu").predict([(QUERY, d) for d in DOCUMENTS]))
+
+
+def test_scores_equal_cross_encoder_and_rank_is_best_first(tiny: str, expected: np.ndarray) -> None:
+    reranker = Reranker(tiny, device="cpu", batch_size=2)
+    np.testing.assert_allclose(reranker.score(QUERY, DOCUMENTS), expected, atol=1e-4)
+    ranked = reranker.rank(QUERY, DOCUMENTS, top_n=3)
+    assert [index for index, _ in ranked] == list(np.argsort(-expected, kind="stable")[:3])
+    assert reranker.warning_counts() == {"truncated": 2}  # the long pair, in each call
+    assert reranker.score(QUERY, []) == []
+
+
+def test_bad_input_names_the_index(tiny: str) -> None:
+    reranker = Reranker(tiny, device="cpu")
+    with pytest.raises(TypeError, match="index 1"):
+        reranker.score(QUERY, ["fine", None])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="index 0 is empty"):
+        reranker.score(QUERY, ["  "])
+    with pytest.raises(ValueError, match="empty"):
+        reranker.score("", ["fine"])
+    with pytest.raises(ValueError, match="top_n"):
+        reranker.rank(QUERY, ["fine"], top_n=0)
+
+
+def test_threads_get_their_sequential_result(tiny: str, expected: np.ndarray) -> None:
+    reranker = Reranker(tiny, device="cpu", batch_size=2)
+    results: list[list[float]] = []
+
+    def work(offset: int) -> None:
+        docs = DOCUMENTS[offset:] + DOCUMENTS[:offset]
+        results.append(np.roll(reranker.score(QUERY, docs), offset).tolist())
+
+    threads = [threading.Thread(target=work, args=(i % len(DOCUMENTS),)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def store(minilm: YoutuEmbedder, tmp_path_factory: pytest.TempPathFactory) -> ChromaStore:
+    store = ChromaStore.open(minilm, persist_dir=tmp_path_factory.mktemp("db"), collection="rerank")
+    store.upsert(
+        [f"d{i}" for i in range(len(DOCUMENTS))],
+        DOCUMENTS,
+        [{"source": f"/docs/{i}.md", "chunk": 0} for i in range(len(DOCUMENTS))],
+    )
+    return store
+
+
+def test_cli_search_and_ask_rerank(store: ChromaStore, tiny: str, expected: np.ndarray) -> None:
+    db = store.client.get_settings().persist_directory
+    common = ["--persist-dir", db, "--collection", "rerank", "--rerank", tiny, "--candidates", "5"]
+    result = CliRunner().invoke(app, ["search", QUERY, "-k", "2", "--json", *common])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    best = list(np.argsort(-expected, kind="stable")[:2])
+    assert [hit["id"] for hit in hits] == [f"d{i}" for i in best]
+    for hit in hits:
+        assert hit["rerank_score"] == pytest.approx(expected[int(hit["id"][1:])], abs=1e-4)
+    text = CliRunner().invoke(app, ["search", QUERY, "-k", "2", *common])
+    assert text.stdout.startswith(f"1. rerank {expected[best[0]]:.4f}  ")
+    asked = CliRunner().invoke(app, ["ask", QUERY, "-k", "1", *common])
+    assert asked.exit_code == 0 and DOCUMENTS[best[0]][:10] in asked.stdout
+
+
+def test_langchain_compressor_and_retriever(
+    store: ChromaStore, tiny: str, expected: np.ndarray
+) -> None:
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+    from langchain_core.documents import Document
+    from langchain_youtu import YoutuReranker, YoutuRetriever
+
+    compressor = YoutuReranker(model=tiny, top_n=2, device="cpu")
+    kept = compressor.compress_documents([Document(page_content=d) for d in DOCUMENTS], QUERY)
+    best = list(np.argsort(-expected, kind="stable")[:2])
+    assert [doc.page_content for doc in kept] == [DOCUMENTS[i] for i in best]
+    assert kept[0].metadata["relevance_score"] == pytest.approx(expected[best[0]], abs=1e-4)
+    compression = ContextualCompressionRetriever(
+        base_compressor=compressor, base_retriever=YoutuRetriever(store=store, k=5)
+    )
+    assert [doc.id for doc in compression.invoke(QUERY)] == [f"d{i}" for i in best]
+    reranking = YoutuRetriever(store=store, k=2, reranker=Reranker(tiny, device="cpu"))
+    documents = reranking.invoke(QUERY)
+    assert [doc.id for doc in documents] == [f"d{i}" for i in best]
+    assert documents[1].metadata["relevance_score"] == pytest.approx(expected[best[1]], abs=1e-4)
+
+
+def test_llamaindex_postprocessor(tiny: str, expected: np.ndarray) -> None:
+    from llama_index.core.schema import NodeWithScore, TextNode
+    from llama_index.postprocessor.youtu_rerank import YoutuRerank
+
+    nodes = [
+        NodeWithScore(node=TextNode(text=d, id_=f"n{i}"), score=0.0)
+        for i, d in enumerate(DOCUMENTS)
+    ]
+    kept = YoutuRerank(model=tiny, top_n=3, device="cpu").postprocess_nodes(nodes, query_str=QUERY)
+    best = list(np.argsort(-expected, kind="stable")[:3])
+    assert [node.node.node_id for node in kept] == [f"n{i}" for i in best]
+    np.testing.assert_allclose([node.score for node in kept], expected[best], atol=1e-4)
+    assert YoutuRerank.class_name() == "YoutuRerank"
+
+
+def test_a_tencent_cloud_reranker_is_refused_in_one_line(store: ChromaStore) -> None:
+    db = store.client.get_settings().persist_directory
+    result = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "x",
+            "--persist-dir",
+            db,
+            "--collection",
+            "rerank",
+            "--rerank",
+            "tencent-cloud:lke-reranker-base",
+        ],
+    )
+    assert result.exit_code == 1 and "RunRerank is not supported yet" in result.stderr

@@ -1,11 +1,15 @@
-"""STAND-IN for Tencent Cloud's LKEAP ``GetEmbedding`` endpoint: the one service youtu-rag talks
-to that cannot be reached from here. Everything else in the tests is the real thing, and the
-real SDK talks to this server over http, exactly as it talks to lkeap.tencentcloudapi.com.
+"""STAND-IN for Tencent Cloud's LKEAP ``GetEmbedding`` and ``RunRerank`` endpoint: the one service
+youtu-rag talks to that cannot be reached from here. Everything else in the tests is the real
+thing, and the real SDK talks to this server over http, exactly as it talks to
+lkeap.tencentcloudapi.com.
 
 What it checks, as the service does: the TC3-HMAC-SHA256 signature (with the test key below),
 the action and version headers, the documented limits (at most 7 inputs of at most 2000
-characters, a documented model, ``TextType`` query or document). It answers in the API 3.0
-shape (HTTP 200 with ``Response.Data`` / ``Usage`` / ``RequestId``, or ``Response.Error``).
+characters, a documented model, ``TextType`` query or document; for ``RunRerank`` at most 60
+``Docs`` and at most 2000 characters of ``Query`` and ``Docs`` together, model
+``lke-reranker-base``). It answers in the API 3.0 shape (HTTP 200 with ``Response.Data`` or
+``ScoreList`` / ``Usage`` / ``RequestId``, or ``Response.Error``); a rerank score is the share of
+the query's words a document holds, so the ranking is checkable.
 
 What it cannot be: the real model. Its vectors are deterministic stand-ins, a hashed bag of words
 (so search finds the passage sharing a query's words) plus a component seeded by the model,
@@ -39,6 +43,9 @@ SECRET_ID = "AKIDstandin0000000000000000000000"
 SECRET_KEY = "standin-secret-key-c0ffee-3b9d7f2a"
 SERVICE = "lkeap"
 ACTION = "GetEmbedding"
+RERANK_ACTION = "RunRerank"
+RERANK_MODELS = ("lke-reranker-base",)
+MAX_DOCS = 60
 VERSION = "2024-05-22"
 MODELS = ("lke-text-embedding-v1", "lke-text-embedding-v2")
 #: The only model that honours ``Instruction`` (with ``TextType=query``), per the documentation.
@@ -183,6 +190,23 @@ class Handler(BaseHTTPRequestHandler):
                 error = {"Code": injected, "Message": f"stand-in answers {injected}"}
                 self._json({"Response": {"Error": error, "RequestId": request_id}})
                 return
+            if params["Action"] == RERANK_ACTION:
+                query_words = set(_WORD.findall(params["Query"].lower()))
+                scores = [
+                    len(query_words & set(_WORD.findall(doc.lower()))) / max(len(query_words), 1)
+                    for doc in params["Docs"]
+                ]
+                tokens = sum(len(_WORD.findall(t)) for t in [params["Query"], *params["Docs"]])
+                self._json(
+                    {
+                        "Response": {
+                            "ScoreList": scores,
+                            "Usage": {"TotalTokens": tokens},
+                            "RequestId": request_id,
+                        }
+                    }
+                )
+                return
             model, text_type = params["Model"], params.get("TextType") or "document"
             instruction = params.get("Instruction") or ""
             data = [
@@ -244,8 +268,9 @@ class Handler(BaseHTTPRequestHandler):
             raise _Refusal("AuthFailure.SignatureFailure", "The provided credentials are wrong")
 
     def _verify_request(self, body: bytes) -> dict[str, Any]:
-        if self.headers.get("X-TC-Action") != ACTION:
-            raise _Refusal("InvalidAction", "Only GetEmbedding is served here")
+        action = self.headers.get("X-TC-Action")
+        if action not in (ACTION, RERANK_ACTION):
+            raise _Refusal("InvalidAction", "Only GetEmbedding and RunRerank are served here")
         if self.headers.get("X-TC-Version") != VERSION:
             raise _Refusal("InvalidParameter", f"X-TC-Version must be {VERSION}")
         if not self.headers.get("X-TC-Region"):
@@ -255,6 +280,8 @@ class Handler(BaseHTTPRequestHandler):
         params = json.loads(body)
         if not isinstance(params, dict):
             raise _Refusal("InvalidParameter", "The body must be a JSON object")
+        if action == RERANK_ACTION:
+            return {**self._verify_rerank(params), "Region": self.headers["X-TC-Region"]}
         if params.get("Model") not in MODELS:
             raise _Refusal("InvalidParameterValue", f"Model must be one of {', '.join(MODELS)}")
         inputs = params.get("Inputs")
@@ -272,7 +299,23 @@ class Handler(BaseHTTPRequestHandler):
             raise _Refusal("InvalidParameterValue", "TextType must be query or document")
         if not isinstance(params.get("Instruction", ""), str):
             raise _Refusal("InvalidParameterValue", "Instruction must be a string")
-        return {**params, "Region": self.headers["X-TC-Region"]}
+        return {**params, "Action": ACTION, "Region": self.headers["X-TC-Region"]}
+
+    def _verify_rerank(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("Model", RERANK_MODELS[0]) not in RERANK_MODELS:
+            raise _Refusal("InvalidParameterValue", f"Model must be {RERANK_MODELS[0]}")
+        query, docs = params.get("Query"), params.get("Docs")
+        if not isinstance(query, str) or not query:
+            raise _Refusal("InvalidParameterValue", "Query must be a non-empty string")
+        if not isinstance(docs, list) or not docs or not all(isinstance(d, str) for d in docs):
+            raise _Refusal("InvalidParameterValue", "Docs must be a non-empty list of strings")
+        if len(docs) > MAX_DOCS:
+            raise _Refusal("InvalidParameterValue", f"At most {MAX_DOCS} Docs per call")
+        if len(query) + sum(len(doc) for doc in docs) > MAX_CHARACTERS:
+            raise _Refusal(
+                "InvalidParameterValue", f"Query and Docs exceed {MAX_CHARACTERS} characters"
+            )
+        return {**params, "Action": RERANK_ACTION}
 
 
 def main() -> None:

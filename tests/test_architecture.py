@@ -48,6 +48,7 @@ PUBLIC_MODULES = {
     "youtu_rag.backends.settings",
     "youtu_rag.backends.http",
     "youtu_rag.backends.tencent_cloud",
+    "youtu_rag.backends.tencent_rerank",
     "youtu_rag.index.store",
     "youtu_rag.index.chroma_function",
     "youtu_rag.index.prompt",

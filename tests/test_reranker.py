@@ -142,19 +142,43 @@ def test_llamaindex_postprocessor(tiny: str, expected: np.ndarray) -> None:
     assert YoutuRerank.class_name() == "YoutuRerank"
 
 
-def test_a_tencent_cloud_reranker_is_refused_in_one_line(store: ChromaStore) -> None:
-    db = store.client.get_settings().persist_directory
-    result = CliRunner().invoke(
-        app,
-        [
-            "search",
-            "x",
-            "--persist-dir",
-            db,
-            "--collection",
-            "rerank",
-            "--rerank",
-            "tencent-cloud:lke-reranker-base",
-        ],
+def test_serve_rerank_endpoint(tiny: str, expected: np.ndarray) -> None:
+    from starlette.testclient import TestClient
+
+    from youtu_rag import MINILM
+    from youtu_rag.serve.app import EmbeddingService, create_app
+
+    service = EmbeddingService(
+        lambda: YoutuEmbedder(MINILM, device="cpu"),
+        api_key="s3cret",
+        load_reranker=lambda: Reranker(tiny, device="cpu", batch_size=2),
     )
-    assert result.exit_code == 1 and "RunRerank is not supported yet" in result.stderr
+    documents: list[object] = [
+        text if i % 2 else {"text": text} for i, text in enumerate(DOCUMENTS)
+    ]
+    with TestClient(create_app(service)) as client:
+        while client.get("/health").status_code != 200:
+            pass
+        headers = {"Authorization": "Bearer s3cret"}
+        body = {"query": QUERY, "documents": documents, "top_n": 3, "return_documents": True}
+        assert client.post("/v1/rerank", json=body).status_code == 401
+        answer = client.post("/v1/rerank", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+        best = list(np.argsort(-expected, kind="stable")[:3])
+        assert [result["index"] for result in results] == best
+        np.testing.assert_allclose(
+            [result["relevance_score"] for result in results], expected[best], atol=1e-4
+        )
+        assert results[0]["document"] == {"text": DOCUMENTS[best[0]]}
+        assert answer.json()["model"] == tiny and answer.json()["usage"]["total_tokens"] > 0
+        bad = client.post(
+            "/v1/rerank", json={"query": QUERY, "documents": ["ok", " "]}, headers=headers
+        )
+        assert bad.status_code == 400 and "document at index 1" in bad.json()["error"]["message"]
+    plain = EmbeddingService(lambda: YoutuEmbedder(MINILM, device="cpu"))
+    with TestClient(create_app(plain)) as client:
+        while client.get("/health").status_code != 200:
+            pass
+        missing = client.post("/v1/rerank", json={"query": "q", "documents": ["d"]})
+        assert missing.status_code == 404 and "--rerank" in missing.json()["error"]["message"]

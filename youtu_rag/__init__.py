@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from youtu_rag.backends.http import HttpEmbedder
     from youtu_rag.backends.settings import EmbedderSettings
     from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder, TencentCloudError
+    from youtu_rag.backends.tencent_rerank import TencentCloudReranker
     from youtu_rag.index.chroma_function import YoutuEmbeddingFunction
     from youtu_rag.index.store import ChromaStore
     from youtu_rag.model.embedder import YoutuEmbedder
@@ -41,6 +42,7 @@ _PUBLIC = {
     "ModelProfile": "youtu_rag.model.profiles",
     "TencentCloudEmbedder": "youtu_rag.backends.tencent_cloud",
     "TencentCloudError": "youtu_rag.backends.tencent_cloud",
+    "TencentCloudReranker": "youtu_rag.backends.tencent_rerank",
     "YOUTU_EMBEDDING": "youtu_rag.model.profiles",
     "YoutuEmbedder": "youtu_rag.model.embedder",
     "YoutuEmbeddingFunction": "youtu_rag.index.chroma_function",
@@ -62,6 +64,7 @@ __all__ = [
     "ResolvedModel",
     "TencentCloudEmbedder",
     "TencentCloudError",
+    "TencentCloudReranker",
     "YoutuEmbedder",
     "YoutuEmbeddingFunction",
     "clear_backbone_cache",

@@ -108,9 +108,11 @@ def create_embedder(model: str, **options: Any) -> YoutuEmbedder | TencentCloudE
 
 class TextReranker(Protocol):
     """What the rerank stage needs: scores of documents for a query, and a ranking of them.
-    :class:`~youtu_rag.model.reranker.Reranker` (a local cross-encoder)."""
+    :class:`~youtu_rag.model.reranker.Reranker` (a local cross-encoder) or
+    :class:`~youtu_rag.backends.tencent_rerank.TencentCloudReranker` (``RunRerank``)."""
 
-    model_name: str
+    @property
+    def model_name(self) -> str: ...
 
     def score(self, query: str, documents: Sequence[str]) -> list[float]: ...
 
@@ -120,16 +122,12 @@ class TextReranker(Protocol):
 
 
 def create_reranker(model: str, **options: Any) -> TextReranker:
-    """The reranker a model string names: a hub id or local directory of a cross-encoder.
-
-    Raises:
-        ValueError: ``tencent-cloud:MODEL``, whose ``RunRerank`` backend is not built yet.
-    """
+    """The reranker a model string names: ``tencent-cloud:MODEL`` is ``RunRerank`` (its local
+    options, such as ``device``, ignored); anything else a cross-encoder checkpoint."""
     if is_remote(model):
-        raise ValueError(
-            f"{model}: Tencent Cloud RunRerank is not supported yet; use a cross-encoder "
-            "checkpoint (hub id or local directory)"
-        )
+        from youtu_rag.backends.tencent_rerank import TencentCloudReranker
+
+        return TencentCloudReranker(model.split(":", 1)[1] or "lke-reranker-base")
     from youtu_rag.model.reranker import Reranker
 
     return Reranker(model, **options)

@@ -86,6 +86,107 @@ _SDK_LOGGER = "tencentcloud_sdk_common"
 _redact = _RedactCredential()
 
 
+class LkeapConnection:
+    """What every LKEAP call shares: the endpoint (parsed strictly, see
+    :mod:`youtu_rag.backends.addresses`), region and credentials, one SDK client per thread,
+    retries with backoff for transient failures, and errors that name the code and never the
+    credentials. ``GetEmbedding`` and ``RunRerank`` go through it."""
+
+    def __init__(
+        self,
+        *,
+        region: str | None,
+        endpoint: str | None,
+        protocol: str | None,
+        secret_id: str | None,
+        secret_key: str | None,
+        max_retries: int,
+        timeout: float,
+    ) -> None:
+        self.region = region or os.environ.get(REGION_ENV) or DEFAULT_REGION
+        address = parse_endpoint(
+            endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT, protocol
+        )
+        #: ``host[:port]`` as the SDK connects to it: the destination check reads the same host.
+        self.endpoint = address.netloc
+        self.protocol = address.scheme
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.sdk = _import_sdk()
+        self._credential = _credential(self.sdk, secret_id, secret_key)
+        self._local = threading.local()
+        if self.protocol == "http" and not address.is_loopback:
+            logger.warning("texts go to %s unencrypted (protocol http)", self.endpoint)
+
+    def require_credentials(self) -> None:
+        """Fail before a call when there are none (see :func:`_credential`)."""
+        if self._credential is None:
+            raise ValueError(
+                "no Tencent Cloud credentials: pass secret_id and secret_key, or set "
+                f"{SECRET_ID_ENV} and {SECRET_KEY_ENV}"
+            )
+
+    def call(self, action: str, request: Any, model: str) -> Any:
+        """``action`` (``GetEmbedding``, ``RunRerank``) with ``request``, retried while the
+        failure is transient.
+
+        Raises:
+            TencentCloudError: the service's error, or the last transient one.
+        """
+        tenacity = self.sdk.tenacity
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=tenacity.wait_random_exponential(multiplier=RETRY_WAIT, max=RETRY_WAIT_MAX),
+            retry=tenacity.retry_if_exception(_is_transient),
+            before_sleep=lambda state: self._log_retry(action, state),
+            reraise=True,
+        )
+        try:
+            return retrying(getattr(self._client(), action), request)
+        except self.sdk.error as error:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise self._error(action, model, error, attempts) from None
+
+    def _client(self) -> Any:
+        """This thread's SDK client: each worker keeps its own HTTP session."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            sdk = self.sdk
+            http = sdk.HttpProfile(
+                protocol=self.protocol, endpoint=self.endpoint, reqTimeout=self.timeout
+            )
+            profile = sdk.ClientProfile(httpProfile=http)
+            client = sdk.LkeapClient(self._credential, self.region, profile)
+            self._local.client = client
+        return client
+
+    def _log_retry(self, action: str, state: Any) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.info(
+            "%s answered %s; retry %d of %d in %.1fs",
+            action,
+            getattr(error, "code", type(error).__name__),
+            state.attempt_number,
+            self.max_retries,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
+
+    def _error(self, action: str, model: str, error: Any, attempts: int) -> TencentCloudError:
+        """A one-line error naming the code; the credentials are scrubbed from any echo."""
+        code = str(error.code or "UnknownError")
+        detail = str(error.message or "").strip()
+        for secret in self._credential.get_credential_info()[:2]:
+            detail = detail.replace(secret, "***")
+        retried = f" after {attempts} attempts" if attempts > 1 else ""
+        auth = code.startswith("AuthFailure")
+        hint = f"; check {SECRET_ID_ENV} and {SECRET_KEY_ENV}" if auth else ""
+        request = f" (RequestId {error.requestId})" if error.requestId else ""
+        return TencentCloudError(
+            code,
+            f"Tencent Cloud {action} ({model}) failed{retried}: {code}: {detail}{request}{hint}",
+        )
+
+
 class TencentCloudEmbedder:
     """Embeddings from Tencent Cloud's ``GetEmbedding``, with the local embedder's interface.
 
@@ -141,14 +242,18 @@ class TencentCloudEmbedder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model
-        self.region = region or os.environ.get(REGION_ENV) or DEFAULT_REGION
-        address = parse_endpoint(
-            endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT, protocol
+        self._lkeap = LkeapConnection(
+            region=region,
+            endpoint=endpoint,
+            protocol=protocol,
+            secret_id=secret_id,
+            secret_key=secret_key,
+            max_retries=max_retries,
+            timeout=timeout,
         )
-        #: ``host[:port]`` as the SDK connects to it, parsed strictly (see
-        #: :mod:`youtu_rag.backends.addresses`): the destination check reads the same host.
-        self.endpoint = address.netloc
-        self.protocol = address.scheme
+        self.region = self._lkeap.region
+        self.endpoint = self._lkeap.endpoint
+        self.protocol = self._lkeap.protocol
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.timeout = timeout
@@ -166,11 +271,6 @@ class TencentCloudEmbedder:
         self._dimension: int | None = None
         self._lock = threading.Lock()
         self._notices = OnceWarnings(logger)
-        self._local = threading.local()
-        self._sdk = _import_sdk()
-        self._credential = _credential(self._sdk, secret_id, secret_key)
-        if self.protocol == "http" and not address.is_loopback:
-            logger.warning("texts go to %s unencrypted (protocol http)", self.endpoint)
 
     @property
     def model_name(self) -> str:
@@ -219,11 +319,7 @@ class TencentCloudEmbedder:
     def encode(self, texts: str | Sequence[str], text_type: TextType = "document") -> np.ndarray:
         """Embed texts as ``text_type``; an (n, dimension) float32 array of unit rows."""
         items = validate_texts(texts)
-        if self._credential is None:
-            raise ValueError(
-                "no Tencent Cloud credentials: pass secret_id and secret_key, or set "
-                f"{SECRET_ID_ENV} and {SECRET_KEY_ENV}"
-            )
+        self._lkeap.require_credentials()
         if not items:
             return np.empty((0, self.dimension), dtype=np.float32)
         truncated = sum(1 for text in items if len(text) > MAX_CHARACTERS)
@@ -264,68 +360,18 @@ class TencentCloudEmbedder:
 
     def _call(self, inputs: list[str], text_type: TextType, instruction: str) -> np.ndarray:
         """One ``GetEmbedding`` call, retried while the failure is transient."""
-        tenacity = self._sdk.tenacity
-        request = self._sdk.models.GetEmbeddingRequest()
+        request = self._lkeap.sdk.models.GetEmbeddingRequest()
         request.Model = self.model
         request.Inputs = inputs
         request.TextType = text_type
         if instruction:
             request.Instruction = instruction
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.max_retries + 1),
-            wait=tenacity.wait_random_exponential(multiplier=RETRY_WAIT, max=RETRY_WAIT_MAX),
-            retry=tenacity.retry_if_exception(_is_transient),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        try:
-            response = retrying(self._client().GetEmbedding, request)
-        except self._sdk.error as error:
-            raise self._error(error, retrying.statistics.get("attempt_number", 1)) from None
+        response = self._lkeap.call("GetEmbedding", request, self.model)
         vectors = self._vectors(response, len(inputs))
         usage = getattr(response.Usage, "TotalTokens", None)
         with self._lock:
             self.total_tokens += int(usage or 0)
         return vectors
-
-    def _client(self) -> Any:
-        """This thread's SDK client: each worker keeps its own HTTP session."""
-        client = getattr(self._local, "client", None)
-        if client is None:
-            sdk = self._sdk
-            http = sdk.HttpProfile(
-                protocol=self.protocol, endpoint=self.endpoint, reqTimeout=self.timeout
-            )
-            profile = sdk.ClientProfile(httpProfile=http)
-            client = sdk.LkeapClient(self._credential, self.region, profile)
-            self._local.client = client
-        return client
-
-    def _log_retry(self, state: Any) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        logger.info(
-            "GetEmbedding answered %s; retry %d of %d in %.1fs",
-            getattr(error, "code", type(error).__name__),
-            state.attempt_number,
-            self.max_retries,
-            state.next_action.sleep if state.next_action else 0.0,
-        )
-
-    def _error(self, error: Any, attempts: int) -> TencentCloudError:
-        """A one-line error naming the code; the credentials are scrubbed from any echo."""
-        code = str(error.code or "UnknownError")
-        detail = str(error.message or "").strip()
-        for secret in self._credential.get_credential_info()[:2]:
-            detail = detail.replace(secret, "***")
-        retried = f" after {attempts} attempts" if attempts > 1 else ""
-        auth = code.startswith("AuthFailure")
-        hint = f"; check {SECRET_ID_ENV} and {SECRET_KEY_ENV}" if auth else ""
-        request = f" (RequestId {error.requestId})" if error.requestId else ""
-        return TencentCloudError(
-            code,
-            f"Tencent Cloud GetEmbedding ({self.model}) failed{retried}: {code}: {detail}"
-            f"{request}{hint}",
-        )
 
     def _vectors(self, response: Any, expected: int) -> np.ndarray:
         """The answer's embeddings as unit float32 rows, or an error saying what is wrong."""

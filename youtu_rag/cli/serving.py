@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -110,10 +111,19 @@ def serve(
             help="torch CPU threads (default: torch's). 1 is faster on a busy, shared CPU.",
         ),
     ] = None,
+    rerank: Annotated[
+        str | None,
+        typer.Option(
+            "--rerank",
+            help="Also serve POST /v1/rerank (Cohere/Jina shape) with this cross-encoder "
+            "(hub id or local directory).",
+        ),
+    ] = None,
     *,
     model_options: ModelOptions,
 ) -> None:
-    """An OpenAI-compatible /v1/embeddings server: one loaded model shared by every client."""
+    """An OpenAI-compatible /v1/embeddings server: one loaded model shared by every client
+    (and, with --rerank, a /v1/rerank endpoint)."""
     import os
 
     import torch
@@ -160,8 +170,11 @@ def serve(
         assert isinstance(embedder, YoutuEmbedder)  # a local model, checked above
         return embedder
 
+    if rerank is not None:
+        check_model_path(rerank)
     service = EmbeddingService(
         load,
+        load_reranker=None if rerank is None else _reranker_loader(rerank, model_options),
         limits=ServerLimits(
             max_texts_per_request=max_texts_per_request,
             max_text_chars=max_text_chars,
@@ -186,3 +199,9 @@ def serve(
         soft_wrap=True,
     )
     run_server(service, host=host, port=port)
+
+
+def _reranker_loader(model: str, options: ModelOptions) -> Callable[[], Any]:
+    from youtu_rag.backends.protocol import create_reranker
+
+    return lambda: create_reranker(model, device=options.device, dtype=options.dtype)

@@ -66,7 +66,7 @@ class Reranker:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.model_name = model
+        self._model_name = model
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -85,6 +85,10 @@ class Reranker:
         self.activation = _activation(config, self.num_labels)
         self._lock = threading.Lock()
         self._notices = OnceWarnings(logger)
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
 
     def __repr__(self) -> str:
         return (

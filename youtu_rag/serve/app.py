@@ -29,7 +29,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
@@ -46,9 +46,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from youtu_rag.backends.protocol import TextReranker
 from youtu_rag.model.embedder import TokenCounts, YoutuEmbedder, count_tokens, validate_texts
 from youtu_rag.serve.batching import Batcher, Job, QueueFullError, ShuttingDownError
 from youtu_rag.serve.metrics import ServerMetrics
+from youtu_rag.serve.reranking import parse_request, rerank_answer
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +161,7 @@ class EmbeddingService:
         batching: BatchingOptions | None = None,
         api_key: str | None = None,
         default_input_type: InputType = "document",
+        load_reranker: Callable[[], TextReranker] | None = None,
     ) -> None:
         if api_key is not None and not api_key.strip():
             raise ValueError("the API key is empty")
@@ -178,6 +181,9 @@ class EmbeddingService:
         self.load_error: BaseException | None = None
         self.embedder: YoutuEmbedder | None = None
         self.batcher: Batcher | None = None
+        #: Loads the ``/v1/rerank`` cross-encoder (``serve --rerank``); None: no such route.
+        self.load_reranker = load_reranker
+        self.reranker: TextReranker | None = None
         # Stripped like the presented token: a key read from a file or the environment often ends
         # in a newline.
         self._api_key = None if api_key is None else api_key.strip().encode()
@@ -211,6 +217,8 @@ class EmbeddingService:
         loop = asyncio.get_running_loop()
         try:
             self.embedder = await loop.run_in_executor(self._model_thread, self._load_and_check)
+            if self.load_reranker is not None:
+                self.reranker = await loop.run_in_executor(self._model_thread, self.load_reranker)
         except Exception as error:
             logger.error("cannot load the model: %s", error)
             self.load_error = error
@@ -280,6 +288,63 @@ class EmbeddingService:
             {**base, "id": f"{name}:document", "input_type": "document"},
         ]
         return json_response({"object": "list", "data": entries})
+
+    async def rerank(self, request: Request) -> Response:
+        """``POST /v1/rerank`` (see :mod:`youtu_rag.serve.reranking`)."""
+        started = time.monotonic()
+        status = 500
+        try:
+            response = await self._rerank(request)
+            status = response.status_code
+            return response
+        except ApiError as error:
+            status = error.status
+            raise
+        finally:
+            self.metrics.requests.labels(str(status)).inc()
+            self.metrics.latency.observe(time.monotonic() - started)
+
+    async def _rerank(self, request: Request) -> Response:
+        self._authorize(request)
+        if self.load_reranker is None:
+            raise ApiError(
+                404, "this server has no reranker: start it with --rerank MODEL", "no_reranker"
+            )
+        self._ready_embedder()
+        reranker = self.reranker
+        assert reranker is not None
+        body = await self._read_body(request)
+        parsed = await asyncio.to_thread(parse_request, body)
+        if isinstance(parsed, ValidationError):
+            raise _validation_error(parsed)
+        texts = parsed.texts()
+        if len(texts) > self.limits.max_texts_per_request:
+            raise ApiError(
+                400,
+                f"{len(texts)} documents; at most {self.limits.max_texts_per_request} a request",
+                "too_many_inputs",
+            )
+        for index, text in enumerate([parsed.query, *texts]):
+            where = "the query" if index == 0 else f"document at index {index - 1}"
+            if not text.strip():
+                raise ApiError(400, f"{where} is empty or whitespace only", "empty_input")
+            if len(text) > self.limits.max_text_chars:
+                raise ApiError(
+                    400,
+                    f"{where} has {len(text)} characters, at most {self.limits.max_text_chars}",
+                    "text_too_long",
+                )
+        answer = await asyncio.wait_for(
+            rerank_answer(
+                reranker,
+                parsed,
+                self._model_thread,
+                max(1, int(getattr(reranker, "batch_size", 32))),
+                _token_counter(reranker),
+            ),
+            self.limits.request_timeout_s,
+        )
+        return json_response(answer)
 
     async def embeddings(self, request: Request) -> Response:
         started = time.monotonic()
@@ -536,6 +601,20 @@ class EmbeddingService:
             ) from error
 
 
+def _token_counter(reranker: TextReranker) -> Callable[[str, Sequence[str]], int]:
+    """Tokens of the pairs as the reranker's tokenizer counts them (0 for an API reranker, whose
+    provider bills its own)."""
+    tokenizer = getattr(reranker, "tokenizer", None)
+
+    def count(query: str, documents: Sequence[str]) -> int:
+        if tokenizer is None or not documents:
+            return 0
+        encoded = tokenizer([query] * len(documents), list(documents), truncation=True)
+        return sum(len(ids) for ids in encoded["input_ids"])
+
+    return count
+
+
 def _slices(texts: list[str]) -> list[tuple[int, int]]:
     """(start, stop) of consecutive slices of at most :data:`_COUNT_SLICE_TEXTS` texts and,
     unless one text alone is longer, :data:`_COUNT_SLICE_CHARS` characters."""
@@ -586,6 +665,7 @@ def create_app(service: EmbeddingService) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/embeddings", service.embeddings, methods=["POST"]),
+            Route("/v1/rerank", service.rerank, methods=["POST"]),
             Route("/v1/models", service.models, methods=["GET"]),
             Route("/health", service.health, methods=["GET"]),
             Route("/metrics", service.metrics_text, methods=["GET"]),

@@ -61,7 +61,8 @@ def test_search_json(indexed: tuple[Path, Path]) -> None:
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
     assert len(hits) == 3
-    sides = {"dense_rank", "dense_score", "lexical_rank", "lexical_score", "fallback"}
+    sides = {"dense_rank", "dense_score", "lexical_rank", "lexical_score"}
+    sides |= {"fallback", "rerank_score"}
     assert all(hit.keys() == {"id", "score", "text", "source", "metadata", *sides} for hit in hits)
     assert hits[0]["dense_rank"] is not None  # hybrid by default: both sides report
     assert all(hit["fallback"] is None for hit in hits)

@@ -88,6 +88,7 @@ def test_search_scores_are_cosine_similarities(store: ChromaStore, minilm: Youtu
             "lexical_rank",
             "lexical_score",
             "fallback",
+            "rerank_score",
         }
 
 

@@ -182,3 +182,82 @@ def test_serve_rerank_endpoint(tiny: str, expected: np.ndarray) -> None:
             pass
         missing = client.post("/v1/rerank", json={"query": "q", "documents": ["d"]})
         assert missing.status_code == 404 and "--rerank" in missing.json()["error"]["message"]
+
+
+def test_eval_and_bench_rerank(tiny: str) -> None:
+    from tests.test_evaluation import SAMPLE
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--beir",
+            str(SAMPLE),
+            "--model",
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "--rerank",
+            tiny,
+            "--candidates",
+            "5",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    modes = json.loads(result.stdout)["modes"]
+    assert set(modes) == {"dense", "dense+rerank"}
+    # Only the top 5 move: recall at 100 cannot change.
+    assert modes["dense+rerank"]["recall@100"] == modes["dense"]["recall@100"]
+    bench = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "rerank",
+            "--beir",
+            str(SAMPLE),
+            "-m",
+            tiny,
+            "--queries",
+            "2",
+            "--candidates",
+            "4",
+            "--repeats",
+            "1",
+            "--json",
+        ],
+    )
+    assert bench.exit_code == 0, bench.output
+    report = json.loads(bench.stdout)
+    assert report["pairs"] == 8 and report["max_abs_diff"] <= 1e-4
+    assert report["ratio"] > 0 and set(report["pairs_per_s"]) == {"youtu_rag", "cross_encoder"}
+
+
+def test_rerank_run_reorders_the_top_candidates_only(tiny: str) -> None:
+    from youtu_rag.measure.evaluation import BeirDataset, rank, rerank_run
+
+    dataset = BeirDataset(
+        corpus={f"d{i}": text for i, text in enumerate(DOCUMENTS)},
+        queries={"q": QUERY},
+        qrels={"q": {"d0": 1}},
+    )
+    run = {"q": {f"d{i}": float(10 - i) for i in range(len(DOCUMENTS))}}
+    reranker = Reranker(tiny, device="cpu")
+    reranked = rank(rerank_run(run, dataset, reranker, 3)["q"])
+    scores = reranker.score(QUERY, DOCUMENTS[:3])
+    assert reranked[:3] == [f"d{i}" for i in sorted(range(3), key=lambda i: -scores[i])]
+    assert reranked[3:] == ["d3", "d4"]
+    assert rank(run["q"]) == [f"d{i}" for i in range(5)]
+
+
+def test_rag_chain_with_a_reranker(store: ChromaStore, tiny: str, expected: np.ndarray) -> None:
+    from langchain_core.language_models import FakeListChatModel
+    from langchain_youtu import YoutuReranker, YoutuRetriever, create_rag_chain
+
+    chain = create_rag_chain(
+        YoutuRetriever(store=store, k=5),
+        FakeListChatModel(responses=["Thirty days [1]."]),
+        reranker=YoutuReranker(model=tiny, top_n=2, device="cpu"),
+    )
+    result = chain.invoke(QUERY)
+    best = list(np.argsort(-expected, kind="stable")[:2])
+    assert [doc.id for doc in result["sources"]] == [f"d{i}" for i in best]
+    assert result["answer"] == "Thirty days [1]."

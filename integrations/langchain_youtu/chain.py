@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
-from langchain_core.documents import Document
+from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate
@@ -68,6 +68,7 @@ def create_rag_chain(
     retriever: BaseRetriever,
     chat_model: BaseChatModel,
     prompt: BasePromptTemplate[Any] | None = None,
+    reranker: BaseDocumentCompressor | None = None,
 ) -> Runnable[str | dict[str, Any], dict[str, Any]]:
     """A chain from a question to ``{"question", "sources", "answer"}``.
 
@@ -79,6 +80,9 @@ def create_rag_chain(
         retriever: any LangChain retriever, e.g. :class:`~langchain_youtu.YoutuRetriever`.
         chat_model: any LangChain chat model.
         prompt: a prompt taking ``{context}`` and ``{question}``; ``None`` for the default.
+        reranker: a second stage over the retriever's documents, e.g.
+            :class:`~langchain_youtu.YoutuReranker` (give the retriever more candidates than
+            the reranker's ``top_n``).
 
     Returns:
         The runnable chain.
@@ -98,7 +102,19 @@ def create_rag_chain(
     )
     chain: Runnable[str | dict[str, Any], dict[str, Any]] = (
         RunnableLambda(_as_input)
-        | RunnablePassthrough.assign(sources=itemgetter("question") | retriever)
+        | RunnablePassthrough.assign(
+            sources=itemgetter("question") | _reranked(retriever, reranker)
+        )
         | RunnablePassthrough.assign(answer=answer)
     )
     return chain.with_config(run_name="youtu_rag_chain")
+
+
+def _reranked(
+    retriever: BaseRetriever, reranker: BaseDocumentCompressor | None
+) -> Runnable[str, list[Document]]:
+    if reranker is None:
+        return retriever
+    return RunnableLambda(
+        lambda question: list(reranker.compress_documents(retriever.invoke(question), question))
+    )

@@ -140,6 +140,17 @@ def eval_command(
             "several in one run (the corpus is embedded once).",
         ),
     ] = None,
+    rerank: Annotated[
+        str | None,
+        typer.Option(
+            "--rerank",
+            help="A cross-encoder (or tencent-cloud:lke-reranker-base): each mode is scored "
+            "again with its --candidates best reordered by it.",
+        ),
+    ] = None,
+    candidates: Annotated[
+        int, typer.Option("--candidates", min=1, help="First-stage documents reranked per query.")
+    ] = 20,
     as_json: EvalJsonOption = False,
     *,
     model_options: ModelOptions,
@@ -164,8 +175,23 @@ def eval_command(
     dataset = load_beir(beir, split)  # a malformed folder fails before the model loads
     if limit is not None:
         dataset = limit_queries(dataset, limit)
-    if wanted != ["dense"]:
-        _eval_modes(wanted, dataset, beir, model_options, batch_size, query_instruction, as_json)
+    if wanted != ["dense"] or rerank is not None:
+        reranker = None
+        if rerank is not None:
+            from youtu_rag.cli.resources import load_reranker
+
+            reranker = load_reranker(rerank, model_options)
+        _eval_modes(
+            wanted,
+            dataset,
+            beir,
+            model_options,
+            batch_size,
+            query_instruction,
+            as_json,
+            reranker=reranker,
+            candidates=candidates,
+        )
         return
     embedder = create_embedder(
         model_or_default(model_options.model),
@@ -199,6 +225,9 @@ def _eval_modes(
     batch_size: int,
     query_instruction: str | None,
     as_json: bool,
+    *,
+    reranker: Any = None,
+    candidates: int = 20,
 ) -> None:
     from youtu_rag.backends.protocol import create_embedder
     from youtu_rag.measure.evaluation import evaluate_modes
@@ -213,7 +242,7 @@ def _eval_modes(
             query_instruction=query_instruction,
             show_progress=True,
         )
-    result = evaluate_modes(embedder, dataset, modes)
+    result = evaluate_modes(embedder, dataset, modes, reranker=reranker, candidates=candidates)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -223,7 +252,7 @@ def _eval_modes(
     _print_rows(
         f"{model} on {beir} ({result['queries']} queries, {result['documents']} documents, "
         f"{result['seconds']:.1f}s)",
-        [{"metric": name, **{mode: scores[mode][name] for mode in modes}} for name in metrics],
+        [{"metric": name, **{mode: scores[mode][name] for mode in scores}} for name in metrics],
     )
 
 
@@ -653,6 +682,54 @@ def bench_index_command(
                 "vs local": f"{row['vs_local']:.2f}x",
             }
             for row in result["runs"]
+        ],
+    )
+
+
+@bench_app.command("rerank")
+@handle_errors
+def bench_rerank_command(
+    beir: BeirOption,
+    model: Annotated[str, typer.Option("--model", "-m", help="A cross-encoder checkpoint.")],
+    queries: Annotated[int, typer.Option("--queries", min=1, help="Queries.")] = 8,
+    candidates: Annotated[
+        int, typer.Option("--candidates", min=1, help="Documents per query.")
+    ] = 20,
+    batch_size: BatchSizeOption = DEFAULT_BATCH_SIZE,
+    repeats: RepeatsOption = 3,
+    device: DeviceOption = None,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Query-document pairs per second against sentence-transformers' CrossEncoder."""
+    from youtu_rag.cli.resources import check_model_path
+    from youtu_rag.measure.bench_rerank import bench_rerank
+
+    check_model_path(model)
+    result = bench_rerank(
+        model,
+        beir,
+        queries=queries,
+        candidates=candidates,
+        batch_size=batch_size,
+        repeats=repeats,
+        device=device,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    cpu = result["machine"]
+    _print_rows(
+        f"{result['model']} on {result['device']} ({cpu['cpu']}, {cpu['logical_cpus']} logical "
+        f"CPUs): {result['pairs']} pairs, best of {repeats}; scores differ by at most "
+        f"{result['max_abs_diff']:.1e}",
+        [
+            {
+                "method": name,
+                "pairs/s": rate,
+                "vs CrossEncoder": f"{rate / rates['cross_encoder']:.2f}x",
+            }
+            for rates in [result["pairs_per_s"]]
+            for name, rate in rates.items()
         ],
     )
 

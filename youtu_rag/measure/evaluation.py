@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from youtu_rag.backends.protocol import Embedder
+from youtu_rag.backends.protocol import Embedder, TextReranker
 from youtu_rag.index.analyzer import Analyzer
 from youtu_rag.index.fusion import SEARCH_MODES, Fusion, check_mode, reciprocal_rank_fusion
 from youtu_rag.index.lexical import LexicalIndex
@@ -531,6 +531,8 @@ def evaluate_modes(
     k_values: Sequence[int] = DEFAULT_K_VALUES,
     fusion: Fusion | None = None,
     analyzer: Analyzer | None = None,
+    reranker: TextReranker | None = None,
+    candidates: int = 20,
 ) -> dict[str, object]:
     """Score several search modes on one dataset, embedding the corpus once.
 
@@ -544,6 +546,9 @@ def evaluate_modes(
         k_values: the cut-offs.
         fusion: how hybrid fuses (default :class:`Fusion`: k 60, 1:1, 100 per side).
         analyzer: the lexical analyzer (default: English stemming, CJK bigrams).
+        reranker: a second stage: each mode is scored again as ``MODE+rerank``, its top
+            ``candidates`` reordered by the reranker (see :func:`rerank_run`).
+        candidates: first-stage documents the reranker reads per query.
 
     Returns:
         ``modes`` (mode -> metrics), ``queries``, ``documents`` and ``seconds``.
@@ -562,9 +567,32 @@ def evaluate_modes(
         runs["lexical"] = lexical_search(dataset, depth, analyzer)
     if "hybrid" in wanted:
         runs["hybrid"] = fuse_runs(runs["dense"], runs["lexical"], fusion)
+    scored: list[str] = list(wanted)
+    if reranker is not None:
+        for mode in wanted:
+            runs[f"{mode}+rerank"] = rerank_run(runs[mode], dataset, reranker, candidates)
+            scored.append(f"{mode}+rerank")
     return {
-        "modes": {mode: score_run(dataset.qrels, runs[mode], k_values) for mode in wanted},
+        "modes": {mode: score_run(dataset.qrels, runs[mode], k_values) for mode in scored},
         "queries": len(dataset.queries),
         "documents": len(dataset.corpus),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def rerank_run(run: Run, dataset: BeirDataset, reranker: TextReranker, candidates: int) -> Run:
+    """``run`` with each query's top ``candidates`` documents reordered by ``reranker`` (their
+    order below them kept): what the second stage of a search does.
+
+    Returns:
+        The new run; reranked documents score above the rest.
+    """
+    reranked: Run = {}
+    for query_id, scores in run.items():
+        ranking = rank(scores)
+        top = ranking[:candidates]
+        new = reranker.score(dataset.queries[query_id], [dataset.corpus[d] for d in top])
+        ordered = [top[i] for i in sorted(range(len(top)), key=lambda i: -new[i])]
+        ordered += ranking[candidates:]
+        reranked[query_id] = {doc: float(len(ordered) - place) for place, doc in enumerate(ordered)}
+    return reranked

@@ -133,10 +133,14 @@ class Reranker:
             max_length=self.max_length,
         )
         ids: list[list[int]] = encoded["input_ids"]
-        full = self.tokenizer([query] * len(documents), documents, truncation=False, verbose=False)[
-            "input_ids"
-        ]
-        truncated = sum(1 for cut, whole in zip(ids, full, strict=True) if len(whole) > len(cut))
+        # Only a pair cut to exactly the limit may have been longer: count those again.
+        full = [index for index, row in enumerate(ids) if len(row) >= self.max_length]
+        truncated = 0
+        if full:
+            whole = self.tokenizer(
+                [query] * len(full), [documents[i] for i in full], verbose=False
+            )["input_ids"]
+            truncated = sum(1 for row in whole if len(row) > self.max_length)
         if truncated:
             self._notices.warn(
                 "truncated",
@@ -153,10 +157,7 @@ class Reranker:
         while start < len(order):
             width = len(ids[order[start]])
             rows = order[start : start + min(cap, max(1, self.max_batch_tokens // width))]
-            batch = self.tokenizer.pad(
-                {key: [encoded[key][row] for row in rows] for key in encoded},
-                return_tensors="pt",
-            )
+            batch = _padded(encoded, rows, width, self.tokenizer.pad_token_id or 0)
             try:
                 logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
             except torch.OutOfMemoryError:
@@ -173,6 +174,22 @@ class Reranker:
                 scores[row] = float(value)
             start += len(rows)
         return scores
+
+
+def _padded(encoded: Any, rows: list[int], width: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """The rows' encodings right-padded to ``width``, as tensors (the tokenizer's own ``pad``
+    is pure Python and costs more than a small model's forward pass)."""
+    batch: dict[str, torch.Tensor] = {}
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        if key not in encoded:
+            continue
+        fill = pad_id if key == "input_ids" else 0
+        tensor = torch.full((len(rows), width), fill, dtype=torch.long)
+        for position, row in enumerate(rows):
+            values = encoded[key][row]
+            tensor[position, : len(values)] = torch.tensor(values, dtype=torch.long)
+        batch[key] = tensor
+    return batch
 
 
 def _activation(config: Any, num_labels: int) -> torch.nn.Module:

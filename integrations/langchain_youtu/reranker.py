@@ -15,7 +15,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from youtu_rag.backends.protocol import TextReranker, create_reranker
+from youtu_rag.backends.protocol import TextReranker, reranker_or_model
 
 
 class YoutuReranker(BaseDocumentCompressor):
@@ -44,10 +44,9 @@ class YoutuReranker(BaseDocumentCompressor):
 
     def __init__(self, *, reranker: TextReranker | None = None, **data: Any) -> None:
         super().__init__(**data)
-        if reranker is None and self.model is None:
-            raise ValueError("YoutuReranker needs model= (a cross-encoder) or reranker=")
-        self._reranker = reranker or create_reranker(
-            str(self.model),
+        self._reranker = reranker_or_model(
+            reranker,
+            self.model,
             device=self.device,
             batch_size=self.batch_size,
             max_length=self.max_length,

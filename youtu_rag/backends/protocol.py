@@ -121,6 +121,21 @@ class TextReranker(Protocol):
     ) -> list[tuple[int, float]]: ...
 
 
+def reranker_or_model(
+    reranker: TextReranker | None, model: str | None, **options: Any
+) -> TextReranker:
+    """``reranker`` when given, else the one ``model`` names (the adapters' two ways in).
+
+    Raises:
+        ValueError: neither is given.
+    """
+    if reranker is not None:
+        return reranker
+    if model is None:
+        raise ValueError("a reranker needs model= (a cross-encoder, or tencent-cloud:...)")
+    return create_reranker(model, **options)
+
+
 def create_reranker(model: str, **options: Any) -> TextReranker:
     """The reranker a model string names: ``tencent-cloud:MODEL`` is ``RunRerank`` (its local
     options, such as ``device``, ignored); anything else a cross-encoder checkpoint."""

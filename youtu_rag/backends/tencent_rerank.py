@@ -20,6 +20,7 @@ from typing import Any
 from youtu_rag.backends.tencent_cloud import BACKEND, LkeapConnection, TencentCloudError
 from youtu_rag.model.embedder import validate_texts
 from youtu_rag.model.notices import OnceWarnings
+from youtu_rag.model.reranker import check_top_n, ranked
 
 __all__ = ["DEFAULT_RERANK_MODEL", "MAX_DOCS", "MAX_RERANK_CHARACTERS", "TencentCloudReranker"]
 
@@ -114,11 +115,8 @@ class TencentCloudReranker:
         self, query: str, documents: Sequence[str], top_n: int | None = None
     ) -> list[tuple[int, float]]:
         """(index into ``documents``, score) pairs, best first, the ``top_n`` best."""
-        if top_n is not None and top_n < 1:
-            raise ValueError(f"top_n must be at least 1, got {top_n}")
-        scores = self.score(query, documents)
-        order = sorted(range(len(scores)), key=lambda index: -scores[index])
-        return [(index, scores[index]) for index in order[:top_n]]
+        check_top_n(top_n)
+        return ranked(self.score(query, documents), top_n)
 
     def _call(self, query: str, docs: list[str]) -> list[float]:
         request = self._lkeap.sdk.models.RunRerankRequest()

@@ -431,38 +431,36 @@ class LexicalMirror:
     def _write_sequence(self) -> int | None:
         """Chroma's newest write sequence number for this collection in an embedded database;
         None for a server, or a database laid out otherwise than Chroma 1.x does."""
+        rows = self._chroma_rows(
+            "SELECT max(m.seq_id) FROM max_seq_id m JOIN segments s ON s.id = m.segment_id "
+            "WHERE s.collection = ?"
+        )
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    def _written_since(self, sequence: int | None) -> list[str] | None:
+        """Ids of the records an embedded database wrote after ``sequence`` (adds, updates,
+        upserts); None when that cannot be told (no sequence yet, a server, another layout)."""
+        if sequence is None:
+            return None
+        rows = self._chroma_rows(
+            "SELECT e.embedding_id FROM embeddings e JOIN segments s ON s.id = e.segment_id "
+            "WHERE s.collection = ? AND e.seq_id > ?",
+            sequence,
+        )
+        return None if rows is None else [str(row[0]) for row in rows]
+
+    def _chroma_rows(self, query: str, *parameters: int) -> list[tuple[Any, ...]] | None:
+        """Rows of ``query`` (on this collection's id, then ``parameters``) read from the
+        embedded database, read-only; None for a server or a layout the query does not fit."""
         if self._database is None:
             return None
         try:
             with contextlib.closing(
                 sqlite3.connect(f"{self._database.as_uri()}?mode=ro", uri=True)
             ) as database:
-                row = database.execute(
-                    "SELECT max(m.seq_id) FROM max_seq_id m JOIN segments s "
-                    "ON s.id = m.segment_id WHERE s.collection = ?",
-                    (str(self.collection.id),),
-                ).fetchone()
+                return database.execute(query, (str(self.collection.id), *parameters)).fetchall()
         except sqlite3.Error:
             return None
-        return None if row is None or row[0] is None else int(row[0])
-
-    def _written_since(self, sequence: int | None) -> list[str] | None:
-        """Ids of the records an embedded database wrote after ``sequence`` (adds, updates,
-        upserts); None when that cannot be told (no sequence yet, a server, another layout)."""
-        if self._database is None or sequence is None:
-            return None
-        try:
-            with contextlib.closing(
-                sqlite3.connect(f"{self._database.as_uri()}?mode=ro", uri=True)
-            ) as database:
-                rows = database.execute(
-                    "SELECT e.embedding_id FROM embeddings e JOIN segments s "
-                    "ON s.id = e.segment_id WHERE s.collection = ? AND e.seq_id > ?",
-                    (str(self.collection.id), sequence),
-                ).fetchall()
-        except sqlite3.Error:
-            return None
-        return [str(row[0]) for row in rows]
 
     def _texts(self, ids: Sequence[str]) -> Iterator[tuple[str, str]]:
         for start in range(0, len(ids), _PAGE):

@@ -33,7 +33,7 @@ from youtu_rag.model.loading import resolve_device, resolve_dtype
 from youtu_rag.model.notices import OnceWarnings
 from youtu_rag.model.quiet import quiet_model_loading
 
-__all__ = ["Reranker"]
+__all__ = ["Reranker", "check_top_n", "ranked"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +119,8 @@ class Reranker:
     ) -> list[tuple[int, float]]:
         """(index into ``documents``, score) pairs, best first, the ``top_n`` best (all by
         default); ties keep the documents' order."""
-        if top_n is not None and top_n < 1:
-            raise ValueError(f"top_n must be at least 1, got {top_n}")
-        scores = self.score(query, documents)
-        order = sorted(range(len(scores)), key=lambda index: -scores[index])
-        return [(index, scores[index]) for index in order[:top_n]]
+        check_top_n(top_n)
+        return ranked(self.score(query, documents), top_n)
 
     def _score(self, query: str, documents: list[str]) -> list[float]:
         encoded = self.tokenizer(
@@ -174,6 +171,18 @@ class Reranker:
                 scores[row] = float(value)
             start += len(rows)
         return scores
+
+
+def check_top_n(top_n: int | None) -> None:
+    """Refuse a ``top_n`` below 1 (before any scoring)."""
+    if top_n is not None and top_n < 1:
+        raise ValueError(f"top_n must be at least 1, got {top_n}")
+
+
+def ranked(scores: Sequence[float], top_n: int | None = None) -> list[tuple[int, float]]:
+    """(index, score) pairs, best first, the ``top_n`` best; ties keep the input order."""
+    order = sorted(range(len(scores)), key=lambda index: -scores[index])
+    return [(index, scores[index]) for index in order[:top_n]]
 
 
 def _padded(encoded: Any, rows: list[int], width: int, pad_id: int) -> dict[str, torch.Tensor]:

@@ -29,7 +29,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
@@ -291,10 +291,14 @@ class EmbeddingService:
 
     async def rerank(self, request: Request) -> Response:
         """``POST /v1/rerank`` (see :mod:`youtu_rag.serve.reranking`)."""
+        return await self._counted(self._rerank(request))
+
+    async def _counted(self, handling: Awaitable[Response]) -> Response:
+        """A request's answer, counted by status and timed in the metrics."""
         started = time.monotonic()
         status = 500
         try:
-            response = await self._rerank(request)
+            response = await handling
             status = response.status_code
             return response
         except ApiError as error:
@@ -347,18 +351,7 @@ class EmbeddingService:
         return json_response(answer)
 
     async def embeddings(self, request: Request) -> Response:
-        started = time.monotonic()
-        status = 500
-        try:
-            response = await self._embeddings(request, started)
-            status = response.status_code
-            return response
-        except ApiError as error:
-            status = error.status
-            raise
-        finally:
-            self.metrics.requests.labels(str(status)).inc()
-            self.metrics.latency.observe(time.monotonic() - started)
+        return await self._counted(self._embeddings(request, time.monotonic()))
 
     async def _embeddings(self, request: Request, started: float) -> Response:
         self._authorize(request)

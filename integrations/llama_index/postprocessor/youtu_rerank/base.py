@@ -13,7 +13,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from youtu_rag.backends.protocol import TextReranker, create_reranker
+from youtu_rag.backends.protocol import TextReranker, reranker_or_model
 
 
 class YoutuRerank(BaseNodePostprocessor):
@@ -28,10 +28,9 @@ class YoutuRerank(BaseNodePostprocessor):
 
     def __init__(self, *, reranker: TextReranker | None = None, **data: Any) -> None:
         super().__init__(**data)
-        if reranker is None and self.model is None:
-            raise ValueError("YoutuRerank needs model= (a cross-encoder) or reranker=")
-        self._reranker = reranker or create_reranker(
-            str(self.model),
+        self._reranker = reranker_or_model(
+            reranker,
+            self.model,
             device=self.device,
             batch_size=self.batch_size,
             max_length=self.max_length,

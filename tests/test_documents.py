@@ -231,3 +231,16 @@ def test_a_format_whose_extra_is_missing_is_named_with_the_install_line(company:
         "photo.png": ".png needs: pip install 'youtu-rag[ocr]'",
         "report.docx": f".docx needs: {documents_extra}",
     }
+
+
+def test_search_text_output_shows_where_a_chunk_is(company: Path, tmp_path: Path) -> None:
+    db = ["--persist-dir", str(tmp_path / "db")]
+    files = [str(company / name) for name in ("deck.pptx", "ledger.xlsx", "contract.pdf")]
+    indexed = runner.invoke(app, ["index", *files, *db, "-m", MINILM])
+    assert indexed.exit_code == 0, indexed.output
+    lines = runner.invoke(app, ["search", "季度回顾 Quarterly review", "-k", "3", *db]).stdout
+    assert "slide 1, § 季度回顾 Quarterly review" in lines
+    lines = runner.invoke(app, ["search", "Frankfurt datacenter", "--mode", "lexical", *db]).stdout
+    assert "page 2 (OCR)" in lines.splitlines()[0]
+    lines = runner.invoke(app, ["search", "office supplies", "--mode", "lexical", *db]).stdout
+    assert "sheet 'Ledger 账目'" in lines.splitlines()[0]

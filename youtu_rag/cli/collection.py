@@ -47,6 +47,21 @@ if TYPE_CHECKING:
     from youtu_rag.ingest.pipeline import IngestReport
 
 
+def location(metadata: dict[str, Any]) -> str:
+    """Where a chunk is in its file, as the text output shows it: ``§ Guide > Install``,
+    ``page 3 (OCR)``, ``slide 2``, ``sheet 'Ledger'``."""
+    parts = []
+    if metadata.get("sheet") is not None:
+        parts.append(f"sheet {str(metadata['sheet'])!r}")
+    if metadata.get("slide") is not None:
+        parts.append(f"slide {metadata['slide']}")
+    if metadata.get("page") is not None:
+        parts.append(f"page {metadata['page']}" + (" (OCR)" if metadata.get("ocr") else ""))
+    if metadata.get("section"):
+        parts.append(f"§ {metadata['section']}")
+    return ", ".join(parts)
+
+
 def _preview(text: str, width: int = 240) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -385,9 +400,11 @@ def search(
             if position is not None and search_mode == "hybrid"
         )
         reranked = "" if hit.rerank_score is None else f"rerank {hit.rerank_score:.4f}  "
+        where = location(hit.metadata)
         console.print(
             f"{rank}. {reranked}{hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}"
-            + (f"  ({sides})" if sides else ""),
+            + (f"  ({sides})" if sides else "")
+            + (f"  {where}" if where else ""),
             markup=False,
         )
         console.print("   " + _preview(hit.text), markup=False)

@@ -294,18 +294,13 @@ def ingest(
     for entry in found.skipped:
         _skip(report, entry.path, entry.reason)
     sizes = {path: _size(path) for path in found.files}
-    with (
-        tqdm(
-            total=sum(sizes.values()),
-            desc="Indexing",
-            unit="B",
-            unit_scale=True,
-            disable=not show_progress,
-        ) as progress,
-        tqdm(
-            desc="OCR", unit="page", position=1, leave=False, disable=not show_progress
-        ) as ocr_bar,
-    ):
+    with tqdm(
+        total=sum(sizes.values()),
+        desc="Indexing",
+        unit="B",
+        unit_scale=True,
+        disable=not show_progress,
+    ) as progress:
         writer = _Writer(
             store,
             min(batch_size, store.client.get_max_batch_size()),
@@ -313,13 +308,16 @@ def ingest(
             progress,
             stop or threading.Event(),
             ocr,
-            ocr_bar,
         )
-        for path in found.files:
-            if writer.should_stop():
-                break
-            _index_file(writer, path, sizes[path], chunker)
-        writer.flush()
+        try:
+            for path in found.files:
+                if writer.should_stop():
+                    break
+                _index_file(writer, path, sizes[path], chunker)
+            writer.flush()
+        finally:
+            if writer.ocr_progress is not None:
+                writer.ocr_progress.close()
     report.interrupted = writer.stopped
     seen = {source_name(path) for path in found.files}
     if prune and not report.interrupted:
@@ -377,7 +375,6 @@ class _Writer:
         progress: tqdm[None],
         stop: threading.Event,
         ocr: OcrMode,
-        ocr_progress: tqdm[None],
     ) -> None:
         self.store = store
         self.batch_size = batch_size
@@ -385,7 +382,8 @@ class _Writer:
         self.progress = progress
         self.stop = stop
         self.ocr = ocr
-        self.ocr_progress = ocr_progress
+        #: Pages read by OCR, on a bar of their own below the main one, shown once OCR starts.
+        self.ocr_progress: tqdm[None] | None = None
         self.stopped = False
         self.pending: list[_Chunk] = []
         self.stale: list[str] = []
@@ -393,6 +391,10 @@ class _Writer:
     def ocr_page(self, seconds: float) -> None:
         """A page was read by OCR: counted in the report and on its own progress bar."""
         self.report.ocr_pages += 1
+        if self.ocr_progress is None:
+            self.ocr_progress = tqdm(
+                desc="OCR", unit="page", position=1, leave=False, disable=self.progress.disable
+            )
         self.ocr_progress.update(1)
 
     def should_stop(self) -> bool:

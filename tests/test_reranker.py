@@ -214,7 +214,7 @@ def test_eval_and_bench_rerank(tiny: str) -> None:
             "rerank",
             "--beir",
             str(SAMPLE),
-            "-m",
+            "--reranker",
             tiny,
             "--queries",
             "2",

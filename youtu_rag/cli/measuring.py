@@ -690,7 +690,9 @@ def bench_index_command(
 @handle_errors
 def bench_rerank_command(
     beir: BeirOption,
-    model: Annotated[str, typer.Option("--model", "-m", help="A cross-encoder checkpoint.")],
+    reranker: Annotated[
+        str, typer.Option("--reranker", help="A cross-encoder checkpoint (hub id or folder).")
+    ],
     queries: Annotated[int, typer.Option("--queries", min=1, help="Queries.")] = 8,
     candidates: Annotated[
         int, typer.Option("--candidates", min=1, help="Documents per query.")
@@ -704,9 +706,9 @@ def bench_rerank_command(
     from youtu_rag.cli.resources import check_model_path
     from youtu_rag.measure.bench_rerank import bench_rerank
 
-    check_model_path(model)
+    check_model_path(reranker)
     result = bench_rerank(
-        model,
+        reranker,
         beir,
         queries=queries,
         candidates=candidates,

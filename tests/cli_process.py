@@ -12,11 +12,16 @@ COMMAND = Path(sys.executable).with_name("youtu-rag")
 
 
 def run_cli(
-    *args: str | Path, env: dict[str, str] | None = None, user: int | None = None
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    user: int | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``youtu-rag ARGS`` offline; ``user`` runs it as that uid (the caller being root)."""
+    """Run ``youtu-rag ARGS`` offline, ``stdin`` its input; ``user`` runs it as that uid (the
+    caller being root)."""
     return subprocess.run(
         [str(COMMAND), *map(str, args)],
+        input=stdin,
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},

@@ -249,7 +249,10 @@ def test_assignment_is_refused(adapter: Adapter, tiny_youtu_dir: str) -> None:
         ({"encode_kwargs": {"precision": "int8"}}, "encode_kwargs 'precision' not understood"),
         ({"model_kwargs": {"revision": "main"}}, "model_kwargs 'revision' not understood"),
         ({"model_kwargs": {"device": "meta"}}, "='meta' and device='cpu' differ"),
-        ({"cache_folder": "/tmp"}, "cache_folder (set HF_HOME"),
+        (
+            {"cache_folder": "/tmp"},
+            "cache_folder (models are read from the Hugging Face cache: set HF_HUB_CACHE",
+        ),
         ({"truncate_dim": 64}, "truncate_dim (not supported"),
         ({"no_such_option": 1}, "does not understand no_such_option; its options are"),
         ({"pooling": "mean"}, "pooling='mean' names a reduction: use pooling_mode='mean'"),

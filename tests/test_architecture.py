@@ -40,6 +40,8 @@ TOP_LEVEL = {"youtu_rag", "youtu_rag.__main__", "youtu_rag._chroma_hook"}
 #: (docs/reference.md), whose names without a leading underscore are public.
 PUBLIC_MODULES = {
     "youtu_rag.model.embedder",
+    "youtu_rag.model.sentence_transformer",
+    "youtu_rag.model.texts",
     "youtu_rag.model.profiles",
     "youtu_rag.model.resolution",
     "youtu_rag.model.instructions",
@@ -53,6 +55,7 @@ PUBLIC_MODULES = {
     "youtu_rag.index.chroma_function",
     "youtu_rag.index.prompt",
     "youtu_rag.index.rerank",
+    "youtu_rag.index.reembed",
     "youtu_rag.model.reranker",
     "youtu_rag.ingest.pipeline",
     "youtu_rag.ingest.chunking",

@@ -217,14 +217,14 @@ def test_index_and_search_warn_when_the_model_cannot_read_the_text(tmp_path: Pat
     en.mkdir()
     (en / "a.txt").write_text(english_corpus(3_000, seed=5), encoding="utf-8")
     db = tmp_path / "db"
-    chinese = run("index", zh, "-m", MINILM, "--persist-dir", db, "-c", "zh-docs")
-    assert chinese.exit_code == 0, chinese.output
+    # The warning is the embedder's own log line: a process of its own shows it as users see it.
+    chinese = run_cli("index", zh, "-m", MINILM, "--persist-dir", db, "-c", "zh-docs")
+    assert chinese.returncode == 0, chinese.stderr
     assert chinese.stderr.count("warning:") == 1
-    assert "could not read" in chinese.stderr and "% of the text indexed" in chinese.stderr
-    english = run("index", en, "-m", MINILM, "--persist-dir", db, "-c", "en-docs")
-    assert english.exit_code == 0 and "warning" not in english.stderr
-    found = run("search", "珍贵的青铜器", "-m", MINILM, "--persist-dir", db, "-c", "en-docs")
-    assert found.exit_code == 0 and "could not read" in found.stderr
-    assert "of the query" in found.stderr
-    plain = run("search", "bronze vessels", "-m", MINILM, "--persist-dir", db, "-c", "en-docs")
-    assert plain.exit_code == 0 and "warning" not in plain.stderr
+    assert "could not read" in chinese.stderr and "% of the text it was given" in chinese.stderr
+    english = run_cli("index", en, "-m", MINILM, "--persist-dir", db, "-c", "en-docs")
+    assert english.returncode == 0 and "warning" not in english.stderr
+    found = run_cli("search", "珍贵的青铜器", "-m", MINILM, "--persist-dir", db, "-c", "en-docs")
+    assert found.returncode == 0 and "could not read" in found.stderr
+    plain = run_cli("search", "bronze vessels", "-m", MINILM, "--persist-dir", db, "-c", "en-docs")
+    assert plain.returncode == 0 and "warning" not in plain.stderr

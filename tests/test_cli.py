@@ -161,7 +161,7 @@ def test_errors_are_one_line(indexed: tuple[Path, Path], tiny_youtu_dir: str) ->
     missing_model = str(db.parent / "no-model")
     assert_one_line_error(
         run("index", docs, "--model", missing_model, "--persist-dir", db.parent / "other"),
-        f"--model {missing_model}: no such directory",
+        f"cannot load model {missing_model!r}: no such directory",
     )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused

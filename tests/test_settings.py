@@ -12,6 +12,7 @@ from tests.samples import INSTRUCTION, tiny_options
 from youtu_rag import TencentCloudEmbedder, YoutuEmbedder
 from youtu_rag.backends.http import HttpEmbedder
 from youtu_rag.backends.settings import (
+    SERVER_KEYWORDS,
     SERVER_OPTIONS,
     TENCENT_CLOUD_OPTIONS,
     EmbedderSettings,
@@ -38,7 +39,7 @@ def test_fields_are_the_embedders_keywords_with_its_defaults() -> None:
         assert fields[name].default == KEYWORDS[name].default, name
     server = inspect.signature(HttpEmbedder.__init__).parameters
     cloud = inspect.signature(TencentCloudEmbedder.__init__).parameters
-    assert set(SERVER_OPTIONS) <= set(server)
+    assert {SERVER_KEYWORDS.get(name, name) for name in SERVER_OPTIONS} <= set(server)
     assert set(TENCENT_CLOUD_OPTIONS) <= set(cloud)
     for name in (*SERVER_OPTIONS, *TENCENT_CLOUD_OPTIONS):
         assert fields[name].default is None, name  # None: the backend's own default

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from youtu_rag.model.profiles import MINILM, YOUTU_EMBEDDING, ModelProfile, get_profile
     from youtu_rag.model.reranker import Reranker
     from youtu_rag.model.resolution import ResolvedModel, resolve_model, resolve_profile
+    from youtu_rag.model.sentence_transformer import SentenceTransformer
 
 _PUBLIC = {
     "ChromaStore": "youtu_rag.index.store",
@@ -39,6 +40,7 @@ _PUBLIC = {
     "HttpEmbedder": "youtu_rag.backends.http",
     "MINILM": "youtu_rag.model.profiles",
     "Reranker": "youtu_rag.model.reranker",
+    "SentenceTransformer": "youtu_rag.model.sentence_transformer",
     "ModelProfile": "youtu_rag.model.profiles",
     "TencentCloudEmbedder": "youtu_rag.backends.tencent_cloud",
     "TencentCloudError": "youtu_rag.backends.tencent_cloud",
@@ -62,6 +64,7 @@ __all__ = [
     "ModelProfile",
     "Reranker",
     "ResolvedModel",
+    "SentenceTransformer",
     "TencentCloudEmbedder",
     "TencentCloudError",
     "TencentCloudReranker",

@@ -5,4 +5,14 @@ from langchain_youtu.embeddings import YoutuEmbeddings
 from langchain_youtu.reranker import YoutuReranker
 from langchain_youtu.retriever import YoutuRetriever
 
-__all__ = ["YoutuEmbeddings", "YoutuReranker", "YoutuRetriever", "create_rag_chain"]
+#: ``langchain_huggingface.HuggingFaceEmbeddings`` code moves over by its import line alone:
+#: its arguments mean the same here (see ``docs/langchain.md``, "Migrating").
+HuggingFaceEmbeddings = YoutuEmbeddings
+
+__all__ = [
+    "HuggingFaceEmbeddings",
+    "YoutuEmbeddings",
+    "YoutuReranker",
+    "YoutuRetriever",
+    "create_rag_chain",
+]

@@ -15,13 +15,14 @@ it cannot read is refused outright.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from youtu_rag.backends.addresses import parse_endpoint, parse_url
 from youtu_rag.backends.http import API_KEY_ENV
-from youtu_rag.backends.protocol import is_remote
+from youtu_rag.backends.protocol import is_remote, is_server_url
 from youtu_rag.backends.tencent_cloud import DEFAULT_ENDPOINT, DEFAULT_REGION, REGION_ENV
 
 #: Comma-separated URLs (``https://embed.example.com``, ``http://127.0.0.1:8000``) that a stored
@@ -73,11 +74,12 @@ def stored_destination(config: Mapping[str, Any]) -> Destination | None:
     Tencent Cloud config at the public https endpoint in this process's own region (from
     ``TENCENTCLOUD_REGION`` or the default) sends nowhere the caller did not already choose.
     """
-    base_url = config.get("base_url")
+    model = str(config.get("model_name_or_path", ""))
+    base_url = config.get("base_url", model if is_server_url(model) else None)
     if base_url is not None:
         has_key = bool(os.environ.get(API_KEY_ENV, "").strip())
         return Destination(_normalised_or_raw(str(base_url)), None, has_key)
-    if not is_remote(str(config.get("model_name_or_path", ""))):
+    if not is_remote(model):
         return None
     endpoint = str(config.get("endpoint") or DEFAULT_ENDPOINT)
     protocol = config.get("protocol")
@@ -92,10 +94,28 @@ def stored_destination(config: Mapping[str, Any]) -> Destination | None:
     return Destination(url, None if region is None else str(region))
 
 
-def allowed_destinations(extra: Iterable[str] = ()) -> set[str]:
-    """The normalised URLs the caller allows: ``extra`` plus :data:`ALLOWED_DESTINATIONS_ENV`."""
+# Per collection name, the servers this process's own code opened it with (ChromaStore with an
+# HttpEmbedder): Chroma rebuilding that collection's stored function in this process sends
+# texts where the caller already sends them.
+_opened_with: dict[str, set[str]] = {}
+_opened_lock = threading.Lock()
+
+
+def remember_destination(collection: str, url: str) -> None:
+    """Note that the caller's own code embeds for ``collection`` through ``url``."""
+    with _opened_lock:
+        _opened_with.setdefault(collection, set()).add(_normalised_or_raw(url))
+
+
+def allowed_destinations(extra: Iterable[str] = (), collection: str | None = None) -> set[str]:
+    """The normalised URLs the caller allows: ``extra``, :data:`ALLOWED_DESTINATIONS_ENV`, and
+    the servers this process opened ``collection`` with."""
     named = [*extra, *os.environ.get(ALLOWED_DESTINATIONS_ENV, "").split(",")]
-    return {_normalised_or_raw(url) for url in named if url.strip()}
+    allowed = {_normalised_or_raw(url) for url in named if url.strip()}
+    if collection is not None:
+        with _opened_lock:
+            allowed |= _opened_with.get(collection, set())
+    return allowed
 
 
 def check_destination(
@@ -126,7 +146,7 @@ def check_destination(
         raise DestinationRefusedError(
             f"{where} stores an embedding destination that is refused: {error}"
         ) from None
-    if destination.url not in allowed_destinations(allowed):
+    if destination.url not in allowed_destinations(allowed, collection):
         raise DestinationRefusedError(
             f"{where} stores an embedding destination, {destination}, that this process did not "
             f"name; refused (texts and credentials go only where the caller says): to allow it, "

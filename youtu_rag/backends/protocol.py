@@ -6,16 +6,20 @@ function) goes through :func:`create_embedder`, so they all accept the same stri
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 import numpy as np
 
+from youtu_rag.backends.http import HTTP_BACKEND, HttpEmbedder
 from youtu_rag.backends.tencent_cloud import BACKEND as TENCENT_CLOUD
 from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
-from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.model.profiles import get_profile
 from youtu_rag.model.resolution import ResolvedModel, resolve_model
+
+if TYPE_CHECKING:
+    from youtu_rag.model.embedder import YoutuEmbedder
 
 
 class TextEmbedder(Protocol):
@@ -59,9 +63,22 @@ class Embedder(TextEmbedder, Protocol):
         """Texts per forward pass (per API call for a remote model)."""
 
 
+def is_server_url(model: str) -> bool:
+    """Whether ``model`` is an OpenAI-compatible embeddings server's URL
+    (``http(s)://HOST:PORT/v1``): :class:`~youtu_rag.backends.http.HttpEmbedder` embeds."""
+    return model.startswith(("http://", "https://"))
+
+
 def is_remote(model: str) -> bool:
-    """Whether ``model`` names an API model rather than a local one."""
-    return model.startswith(f"{TENCENT_CLOUD}:")
+    """Whether ``model`` names an API model or a server rather than a model loaded here."""
+    return model.startswith(f"{TENCENT_CLOUD}:") or is_server_url(model)
+
+
+def is_local_embedder(embedder: object) -> TypeGuard[YoutuEmbedder]:
+    """Whether ``embedder`` is a model loaded here, asked without importing torch: while the
+    model module is not imported, no :class:`~youtu_rag.YoutuEmbedder` can exist."""
+    loaded = sys.modules.get("youtu_rag.model.embedder")
+    return loaded is not None and isinstance(embedder, loaded.YoutuEmbedder)
 
 
 def describe_model(model: str) -> ResolvedModel:
@@ -83,12 +100,14 @@ def describe_model(model: str) -> ResolvedModel:
             profile=get_profile(model),
             config={},
             sentence_transformers=None,
-            backend=TENCENT_CLOUD,
+            backend=HTTP_BACKEND if is_server_url(model) else TENCENT_CLOUD,
         )
     return resolve_model(model)
 
 
-def create_embedder(model: str, **options: Any) -> YoutuEmbedder | TencentCloudEmbedder:
+def create_embedder(
+    model: str, /, **options: Any
+) -> YoutuEmbedder | TencentCloudEmbedder | HttpEmbedder:
     """The embedder for ``model`` with ``options``; ``None`` options mean "the default".
 
     Dropping ``None`` lets one call site (an adapter, the CLI) pass all its fields for either
@@ -96,7 +115,16 @@ def create_embedder(model: str, **options: Any) -> YoutuEmbedder | TencentCloudE
     """
     given = {key: value for key, value in options.items() if value is not None}
     if not is_remote(model):
+        from youtu_rag.model.embedder import YoutuEmbedder
+
         return YoutuEmbedder(model, **given)
+    if is_server_url(model):
+        unknown = sorted(set(given) - set(inspect.signature(HttpEmbedder).parameters))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)} cannot be set for {model}: the model runs in that server"
+            )
+        return HttpEmbedder(model, **given)
     name = model.partition(":")[2]
     unknown = sorted(set(given) - set(inspect.signature(TencentCloudEmbedder).parameters))
     if unknown:

@@ -12,10 +12,10 @@ all three in one edit.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,12 +28,19 @@ from pydantic import (
 from typing_extensions import Self
 
 from youtu_rag.backends.http import HttpEmbedder
-from youtu_rag.backends.protocol import TextEmbedder, create_embedder, is_remote
+from youtu_rag.backends.protocol import TextEmbedder, create_embedder, is_remote, is_server_url
 from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
-from youtu_rag.model.embedder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, YoutuEmbedder
-from youtu_rag.model.pooling import POOLING_MODES, PoolingMode
+from youtu_rag.model.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_TOKENS,
+    POOLING_MODES,
+    Attention,
+    PoolingMode,
+)
 from youtu_rag.model.profiles import YOUTU_EMBEDDING, Pooling
-from youtu_rag.model.utu import Attention
+
+if TYPE_CHECKING:
+    from youtu_rag.model.embedder import YoutuEmbedder
 
 #: Other names of our options, as LangChain's and LlamaIndex's Hugging Face classes spell them,
 #: accepted where the meaning is identical.
@@ -50,13 +57,17 @@ ENCODE_KWARGS = {"batch_size": "batch_size", "show_progress_bar": "show_progress
 #: Options that say "L2-normalise the vectors", which ours always are: True is accepted.
 NORMALISE_OPTIONS = ("normalize", "normalize_embeddings")
 _NORMALISED = "vectors are always L2-normalised; drop it"
-_ONE_PROCESS = "not supported: the model runs in this process, on one device"
+_ONE_PROCESS = (
+    "the model runs once, in this process, on one device: to share one model between "
+    "processes start `youtu-rag serve` and pass base_url=; to index on many machines, "
+    "`youtu-rag index --ray`"
+)
 #: Options of those classes with no counterpart here, and what to do instead.
 FOREIGN_OPTIONS = {
     "normalize": _NORMALISED,
     "normalize_embeddings": _NORMALISED,
-    "query_encode_kwargs": "pass batch_size= directly; the query instruction is query_instruction=",
-    "cache_folder": "set HF_HOME, or pass a local directory as the model",
+    "cache_folder": "models are read from the Hugging Face cache: set HF_HUB_CACHE to that "
+    "folder, or pass the model's local directory as the model",
     "prompts": "use query_instruction= and document_instruction=",
     "default_prompt_name": "use query_instruction= and document_instruction=",
     "max_seq_length": "use max_length=",
@@ -69,12 +80,25 @@ FOREIGN_OPTIONS = {
 }
 
 
-#: Fields for embedding through a ``youtu-rag serve`` server instead of a model loaded here.
-SERVER_OPTIONS = ("base_url", "api_key")
+#: Fields for embedding through a server instead of a model loaded here.
+SERVER_OPTIONS = (
+    "base_url",
+    "api_key",
+    "server_model",
+    "server_preset",
+    "query_prefix",
+    "document_prefix",
+    "input_type",
+    "encoding_format",
+    "dimension",
+    "api_key_env",
+)
+#: Server fields whose HttpEmbedder keyword has another name.
+SERVER_KEYWORDS = {"server_model": "model", "server_preset": "preset"}
 #: Fields that only the Tencent Cloud API (``tencent-cloud:<model>``) understands.
 TENCENT_CLOUD_OPTIONS = ("region", "endpoint", "protocol", "concurrency", "max_retries", "timeout")
 #: Options a server client takes besides its URL, key and model.
-_SERVER_TAKES = ("batch_size", "timeout")
+_SERVER_TAKES = ("batch_size", "timeout", "max_length")
 
 
 def _option(default: Any, description: str, **constraints: Any) -> Any:
@@ -160,6 +184,34 @@ class EmbedderSettings(BaseModel):
         "The server's API key; None reads YOUTU_RAG_API_KEY if set. Never stored.",
         exclude=True,
     )
+    server_model: str | None = _option(
+        None, "With base_url of another server: the model name it is sent (None: its first)."
+    )
+    server_preset: str | None = _option(
+        None,
+        "With base_url of a server other than youtu-rag's: how its model marks queries and "
+        "documents (e5, bge-en, bge-zh, youtu, input-type, none; see SERVER_PRESETS).",
+    )
+    query_prefix: str | None = _option(
+        None, "With base_url of another server: text put before each query (e5: 'query: ')."
+    )
+    document_prefix: str | None = _option(
+        None, "With base_url of another server: text put before each document."
+    )
+    input_type: bool | None = _option(
+        None, "With base_url of another server: send input_type query / document."
+    )
+    encoding_format: Literal["float", "base64"] | None = _option(
+        None, "With base_url: how vectors travel; None: float (base64 for youtu-rag's)."
+    )
+    dimension: int | None = _option(
+        None, "With base_url of another server: its dimension (None: found by a probe).", ge=1
+    )
+    api_key_env: str | None = _option(
+        None,
+        "With base_url: the environment variable holding the key (YOUTU_RAG_API_KEY).",
+        exclude=True,
+    )
     region: str | None = _option(
         None, "Tencent Cloud region; None: TENCENTCLOUD_REGION or ap-guangzhou."
     )
@@ -187,7 +239,8 @@ class EmbedderSettings(BaseModel):
     @classmethod
     def _torch_to_text(cls, value: Any) -> Any:
         """A ``torch.device`` or ``torch.dtype`` as its name, so settings stay JSON."""
-        if isinstance(value, torch.device | torch.dtype):
+        torch = sys.modules.get("torch")  # not imported: the value cannot be torch's
+        if torch is not None and isinstance(value, torch.device | torch.dtype):
             return str(value).removeprefix("torch.")
         return value
 
@@ -233,20 +286,27 @@ class EmbedderSettings(BaseModel):
                 model.
         """
         changed = self.changed_options()
-        if self.base_url is not None:
+        base_url, model = self.base_url, self.model_name_or_path
+        if base_url is None and is_server_url(model):
+            base_url, model = model, YOUTU_EMBEDDING  # the URL is the model: no name to check
+        if base_url is not None:
             _refuse(changed, _SERVER_TAKES, "with base_url: the server's model settings apply")
-            model = self.model_name_or_path
-            return HttpEmbedder(
-                self.base_url,
-                model=None if model == YOUTU_EMBEDDING else model,
-                api_key=None if self.api_key is None else self.api_key.get_secret_value(),
-                **changed,
-            )
-        if self.api_key is not None:
-            raise ValueError("api_key is for a youtu-rag serve server: pass base_url= too")
+            server = {
+                SERVER_KEYWORDS.get(name, name): getattr(self, name)
+                for name in SERVER_OPTIONS
+                if name not in ("base_url", "api_key")
+            }
+            server["model"] = self.server_model or (None if model == YOUTU_EMBEDDING else model)
+            key = None if self.api_key is None else self.api_key.get_secret_value()
+            return HttpEmbedder(base_url, api_key=key, **server, **changed)
+        server_only = [name for name in SERVER_OPTIONS if getattr(self, name) is not None]
+        if server_only:
+            raise ValueError(f"{', '.join(server_only)}: for a server; pass base_url too")
         if is_remote(self.model_name_or_path):
             return create_embedder(self.model_name_or_path, **changed)
         _refuse(changed, tuple(local_options()), f"for {self.model_name_or_path} (a local model)")
+        from youtu_rag.model.embedder import YoutuEmbedder
+
         return YoutuEmbedder(**self.embedder_options())
 
 
@@ -302,29 +362,40 @@ def canonical_options(model: type[BaseModel], data: Mapping[str, Any]) -> dict[s
 
 
 def _unpack_huggingface_options(data: Mapping[str, Any]) -> dict[str, Any]:
-    """``data`` with the Hugging Face classes' ``model_kwargs`` and ``encode_kwargs`` spread
-    into our options, and a request to normalise (which we always do) dropped.
+    """``data`` with the Hugging Face classes' ``model_kwargs``, ``encode_kwargs`` and
+    ``query_encode_kwargs`` spread into our options (a ``prompt`` there is the document or query
+    instruction), their defaults (``multi_process=False``, ``cache_folder=None``) dropped, and a
+    request to normalise (which we always do) dropped.
 
     Raises:
         ValueError: a key whose meaning we do not have (``normalize_embeddings=False``: ours
             are always normalised; anything else unknown), naming it.
     """
     options = dict(data)
-    for group, known in (("model_kwargs", MODEL_KWARGS), ("encode_kwargs", ENCODE_KWARGS)):
+    for key in ("multi_process", "parallel_process", "cache_folder", "target_devices"):
+        if key in options and not options[key]:
+            del options[key]  # the default: nothing asked that we do not do
+    groups = (
+        ("model_kwargs", MODEL_KWARGS, None),
+        ("encode_kwargs", ENCODE_KWARGS, "document"),
+        ("query_encode_kwargs", ENCODE_KWARGS, "query"),
+    )
+    for group, known, side in groups:
         given = options.pop(group, None)
         if given is None:
             continue
         if not isinstance(given, Mapping):
             raise ValueError(f"{group} must be a dict, got {type(given).__name__}")
         entries = dict(given)
-        if group == "encode_kwargs":
+        if side is not None:
             _drop_normalise(entries, f"{group}[...]")
+            _take_prompt(entries, group, side, options)
         unknown = sorted(set(entries) - set(known))
         if unknown:
             raise ValueError(
                 f"{group} {', '.join(map(repr, unknown))} not understood; {group} may hold "
                 f"{', '.join(known)}"
-                + (" and normalize_embeddings=True" if group == "encode_kwargs" else "")
+                + (" , prompt and normalize_embeddings=True" if side is not None else "")
             )
         for key, value in entries.items():
             name = known[key]
@@ -333,6 +404,26 @@ def _unpack_huggingface_options(data: Mapping[str, Any]) -> dict[str, Any]:
             options[name] = value
     _drop_normalise(options, "")
     return options
+
+
+def _take_prompt(entries: dict[str, Any], group: str, side: str, options: dict[str, Any]) -> None:
+    """A sentence-transformers ``prompt`` in ``entries`` becomes the side's instruction (the
+    verbatim prefix for a plain checkpoint; Youtu-Embedding takes the task text); a
+    ``prompt_name`` must name the side's own prompt, which is the default already."""
+    name = entries.pop("prompt_name", None)
+    own = ("query",) if side == "query" else ("document", "passage", "corpus")
+    if name is not None and name not in own:
+        raise ValueError(
+            f"{group}['prompt_name']={name!r}: the {side} instruction is {side}_instruction= "
+            "(the checkpoint's own prompt is the default)"
+        )
+    prompt = entries.pop("prompt", None)
+    if prompt is None:
+        return
+    key = f"{side}_instruction"
+    if key in options and options[key] != prompt:
+        raise ValueError(f"{group}['prompt']={prompt!r} and {key}={options[key]!r} differ")
+    options[key] = prompt
 
 
 def _drop_normalise(options: dict[str, Any], where: str) -> None:

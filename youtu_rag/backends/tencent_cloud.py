@@ -20,9 +20,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from youtu_rag.backends.addresses import parse_endpoint
-from youtu_rag.model.embedder import validate_texts
 from youtu_rag.model.instructions import format_prefix, resolve_task
 from youtu_rag.model.notices import OnceWarnings
+from youtu_rag.model.texts import validate_texts
 
 logger = logging.getLogger(__name__)
 

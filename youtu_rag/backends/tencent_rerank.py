@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from youtu_rag.backends.tencent_cloud import BACKEND, LkeapConnection, TencentCloudError
-from youtu_rag.model.embedder import validate_texts
 from youtu_rag.model.notices import OnceWarnings
 from youtu_rag.model.reranker import check_top_n, ranked
+from youtu_rag.model.texts import validate_texts
 
 __all__ = ["DEFAULT_RERANK_MODEL", "MAX_DOCS", "MAX_RERANK_CHARACTERS", "TencentCloudReranker"]
 

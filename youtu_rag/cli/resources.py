@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
-import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from youtu_rag.cli.app import err_console
 from youtu_rag.cli.options import MODEL_ENV, ModelOptions, StoreOptions, model_or_default
@@ -23,53 +23,29 @@ if TYPE_CHECKING:
     from youtu_rag.model.resolution import ResolvedModel
 
 
-#: Share of a text's tokens mapped to the unknown token above which a command warns: the model
-#: cannot read this script, and its results for it are noise.
-UNKNOWN_TOKEN_WARNING = 0.10
-_warned: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def warn_unknown_tokens(embedder: Embedder, what: str) -> None:
-    """Say once per embedder when its tokenizer could not read much of the ``what`` it embedded
-    (counted by the model layer; API models do not count)."""
-    counts = getattr(embedder, "unknown_tokens", None)
-    if counts is None or embedder in _warned:
-        return
-    seen = counts()
-    if seen.fraction <= UNKNOWN_TOKEN_WARNING:
-        return
-    _warned.add(embedder)
-    err_console.print(
-        f"warning: {embedder.model_name} could not read {seen.fraction:.0%} of {what} "
-        f"({seen.unknown} of {seen.total} tokens became its unknown token): its results for "
-        "this text are noise. Use a model that reads this language, e.g. "
-        "tencent/Youtu-Embedding for Chinese.",
-        markup=False,
-        highlight=False,
-    )
-
-
 def one_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
 
 
 def check_model_path(model: str) -> None:
-    """A --model that looks like a path must be a directory: fail before anything loads."""
-    if model.startswith(("/", ".", "~")) and not Path(model).expanduser().is_dir():
-        raise FileNotFoundError(f"--model {model}: no such directory")
+    """A --model that looks like a path must be a model's folder: fail before anything loads."""
+    from youtu_rag.model.resolution import check_model_folder
+
+    check_model_folder(model)
 
 
 @contextlib.contextmanager
 def model_not_found(model: str) -> Iterator[None]:
-    """Turn a model that cannot be found into one line saying how to work offline."""
+    """A model that cannot be found fails with the one message every entry point gives."""
+    from youtu_rag.model.resolution import ModelNotFoundError
+
     try:
         yield
+    except ModelNotFoundError:
+        raise
     except OSError as error:
-        raise RuntimeError(
-            f"cannot load model {model!r}: {one_line(error)} To work offline, pass --model "
-            "with a local directory holding the model (config.json, weights, tokenizer)."
-        ) from error
+        raise ModelNotFoundError(model, one_line(error).rstrip(".")) from error
 
 
 #: What a collection records about its embedder besides the model name, as embedder options.
@@ -132,18 +108,40 @@ def choose_model(
     return chosen
 
 
+#: What a collection built through another OpenAI-compatible server records, as the
+#: :class:`~youtu_rag.backends.http.HttpEmbedder` keywords that reopen it (never a key).
+RECORDED_SERVER_RULES = {
+    "server_model": "model",
+    "query_prefix": "query_prefix",
+    "document_prefix": "document_prefix",
+    "input_type": "input_type",
+    "encoding_format": "encoding_format",
+    "batch_size": "batch_size",
+    "dimension": "dimension",
+    "max_length": "max_length",
+}
+
+
 def _recorded_rules(info: CollectionInfo) -> dict[str, Any]:
-    """The collection's stored embedding-function options that shape vectors (a local model's
-    only: a remote one's are its provider's)."""
-    from youtu_rag.backends.protocol import is_remote
+    """The collection's stored embedding-function options that shape vectors: a local model's,
+    or how a server's model marks queries and documents (a Tencent model's are its own)."""
+    from youtu_rag.backends.protocol import is_remote, is_server_url
 
     stored = info.embedding_function
-    if not isinstance(stored, Mapping) or info.model is None or is_remote(info.model):
+    if not isinstance(stored, Mapping) or info.model is None:
         return {}
     config = stored.get("config")
     if stored.get("name") != "youtu_rag" or not isinstance(config, Mapping):
         return {}
-    if config.get("model_name_or_path") != info.model or "base_url" in config:
+    if config.get("model_name_or_path") != info.model:
+        return {}
+    if is_server_url(info.model):
+        return {
+            ours: config[key]
+            for key, ours in RECORDED_SERVER_RULES.items()
+            if config.get(key) is not None
+        }
+    if is_remote(info.model) or "base_url" in config:
         return {}
     return {key: config[key] for key in RECORDED_RULES if config.get(key) is not None}
 
@@ -152,11 +150,32 @@ def load_embedder(
     model: str, options: ModelOptions, rules: Mapping[str, Any] | None = None
 ) -> Embedder:
     """The embedder, or one line saying why it cannot load (typically: offline, no local copy)."""
-    from youtu_rag.backends.protocol import create_embedder
+    from youtu_rag.backends.protocol import create_embedder, is_server_url
 
     check_model_path(model)
+    if is_server_url(model):
+        preset = getattr(options, "server_preset", None)
+        marking = {} if preset is None else {"preset": preset}
+        return cast("Embedder", create_embedder(model, **marking, **(rules or {})))
     with model_not_found(model):
         return create_embedder(model, device=options.device, dtype=options.dtype, **(rules or {}))
+
+
+def server_embedder(url: str, chosen: ChosenModel) -> Embedder:
+    """The ``--server`` client: a running ``youtu-rag serve`` that must serve ``chosen``."""
+    from youtu_rag.backends.http import HttpEmbedder
+
+    embedder = HttpEmbedder(url)
+    if not embedder.is_youtu_server:
+        raise ValueError(
+            f"--server {url} is not a youtu-rag serve server; for another embeddings server, "
+            "index with --model http(s)://HOST:PORT/v1"
+        )
+    if embedder.model_name != chosen.name:
+        raise ValueError(
+            f"--server {url} serves {embedder.model_name!r}, not {chosen.name!r} ({chosen.origin})"
+        )
+    return cast("Embedder", embedder)
 
 
 def load_reranker(model: str, options: ModelOptions) -> Any:
@@ -184,6 +203,7 @@ def open_store(
     *,
     create: bool,
     query_instruction: str | None = None,
+    server: str | None = None,
 ) -> tuple[ChromaStore, ChosenModel]:
     """Connect and check first: a wrong URL, an unknown collection or another model's index
     fails before a model loads, and a model that cannot load fails before a new database is
@@ -195,10 +215,13 @@ def open_store(
         create: make the database and collection when missing (``index``).
         query_instruction: embed queries with this instruction instead of the recorded one;
             document vectors do not depend on it, so it is allowed for reading commands only.
+        server: a running ``youtu-rag serve`` that embeds instead of a model loaded here.
 
     Returns:
         The store, and the model it embeds with.
     """
+    from youtu_rag.backends.destinations import DestinationRefusedError, check_destination
+    from youtu_rag.backends.protocol import is_server_url
     from youtu_rag.index.store import (
         ChromaStore,
         CollectionNotFoundError,
@@ -207,6 +230,8 @@ def open_store(
         describe,
     )
 
+    if model.model is not None:
+        check_model_path(model.model)
     client = None
     info = None
     try:
@@ -216,10 +241,27 @@ def open_store(
         if not create:
             raise
     chosen = choose_model(info, model.model, query_instruction=query_instruction)
-    if info is not None:
-        check_model_name(info, chosen.name)
-        check_model(info, resolve_model_option(chosen.name))
-    embedder = load_embedder(chosen.name, model, chosen.rules)
+    if server is not None:
+        if query_instruction is not None:
+            raise ValueError("--query-instruction is the server's own with --server")
+        embedder = server_embedder(server, chosen)
+        if info is not None:  # the model's files are the server's: nothing to read here
+            check_model_name(info, chosen.name)
+    elif is_server_url(chosen.name):
+        if info is not None:
+            check_model_name(info, chosen.name)
+            if chosen.origin != "--model":
+                # The URL came from the database: texts go there only if the caller allows it.
+                try:
+                    check_destination({"base_url": chosen.name}, collection=info.name)
+                except DestinationRefusedError as error:
+                    raise DestinationRefusedError(f"{error}, or --model {chosen.name}") from None
+        embedder = load_embedder(chosen.name, model, chosen.rules)
+    else:
+        if info is not None:
+            check_model_name(info, chosen.name)
+            check_model(info, resolve_model_option(chosen.name))
+        embedder = load_embedder(chosen.name, model, chosen.rules)
     if client is None:
         client = connect_store(store, create=True)
     opened = ChromaStore(
@@ -240,6 +282,33 @@ def choose_for_collection(store: StoreOptions, model: ModelOptions) -> ChosenMod
     except CollectionNotFoundError:
         info = None
     return choose_model(info, model.model)
+
+
+@contextlib.contextmanager
+def database_removed_on_failure(store: StoreOptions) -> Iterator[list[Any]]:
+    """A database this run creates is removed again when the run fails, so the next command
+    says "no index" instead of finding an empty one. Yields a list for the run's clients, which
+    are closed first (Chroma keeps one system per path per process)."""
+    from youtu_rag.index.store import DATABASE_FILE
+
+    path = Path(store.persist_dir)
+    clients: list[Any] = []
+    if store.url or (path / DATABASE_FILE).exists():
+        yield clients
+        return
+    before = set(path.iterdir()) if path.is_dir() else None
+    try:
+        yield clients
+    except Exception:
+        for client in clients:
+            client.close()
+        made = [path] if before is None else sorted(set(path.iterdir()) - before)
+        for entry in made:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        raise
 
 
 def check_store_options(store: StoreOptions) -> None:

@@ -126,13 +126,9 @@ def serve(
     (and, with --rerank, a /v1/rerank endpoint)."""
     import os
 
-    import torch
-
     from youtu_rag.backends.protocol import is_remote
     from youtu_rag.backends.settings import EmbedderSettings
-    from youtu_rag.model.embedder import YoutuEmbedder
-    from youtu_rag.serve.app import BatchingOptions, EmbeddingService, ServerLimits
-    from youtu_rag.serve.app import serve as run_server
+    from youtu_rag.serve.sockets import listen
 
     model = model_or_default(model_options.model)
     api_key = None
@@ -141,13 +137,12 @@ def serve(
         if not api_key.strip():
             raise ValueError(f"--api-key-env {api_key_env}: that environment variable is empty")
     check_model_path(model)
+    if rerank is not None:
+        check_model_path(rerank)
     if default_input_type not in ("query", "document"):
         raise ValueError(
             f"--default-input-type must be query or document, got {default_input_type!r}"
         )
-    if threads is not None:
-        torch.set_num_threads(threads)
-
     if is_remote(model):
         raise ValueError(
             f"--model {model}: serve runs a model in this process; an API model is served by "
@@ -165,13 +160,31 @@ def serve(
         document_instruction=document_instruction,
     )
 
+    # Listening before torch is even imported: clients connect at once and wait for /health.
+    listening = listen(host, port)
+    err_console.print(
+        f"Serving {model} on http://{host}:{port}/v1 (loading; GET /health says when ready); "
+        f"requests that name no input type are embedded as {default_input_type}s",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+    from youtu_rag.serve.app import BatchingOptions, EmbeddingService, ServerLimits
+    from youtu_rag.serve.app import serve as run_server
+
     def load() -> YoutuEmbedder:
+        # torch is imported here, in the loading thread, while /health already answers.
+        import torch
+
+        from youtu_rag.model.embedder import YoutuEmbedder
+
+        if threads is not None:
+            torch.set_num_threads(threads)
         embedder = settings.build()
         assert isinstance(embedder, YoutuEmbedder)  # a local model, checked above
         return embedder
 
-    if rerank is not None:
-        check_model_path(rerank)
     service = EmbeddingService(
         load,
         load_reranker=None if rerank is None else _reranker_loader(rerank, model_options),
@@ -191,14 +204,7 @@ def serve(
         default_input_type="query" if default_input_type == "query" else "document",
     )
     logging.getLogger("youtu_rag").setLevel(logging.INFO)
-    err_console.print(
-        f"Serving {model} on http://{host}:{port}/v1 (loading; GET /health says when ready); "
-        f"requests that name no input type are embedded as {default_input_type}s",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
-    run_server(service, host=host, port=port)
+    run_server(service, listening=listening)
 
 
 def _reranker_loader(model: str, options: ModelOptions) -> Callable[[], Any]:

@@ -22,14 +22,13 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from chromadb.api.models.CollectionCommon import CollectionCommon
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from youtu_rag.backends.destinations import check_destination
+from youtu_rag.backends.destinations import DestinationRefusedError, check_destination
 from youtu_rag.backends.http import HttpEmbedder
-from youtu_rag.backends.protocol import TextEmbedder, is_remote
+from youtu_rag.backends.protocol import TextEmbedder, is_local_embedder, is_remote
 from youtu_rag.backends.settings import EmbedderSettings
 from youtu_rag.backends.tencent_cloud import TencentCloudEmbedder
 from youtu_rag.index.fingerprint import (
@@ -39,8 +38,6 @@ from youtu_rag.index.fingerprint import (
     fingerprint,
     records_fingerprint,
 )
-from youtu_rag.model.embedder import YoutuEmbedder
-from youtu_rag.model.loading import resolve_device
 from youtu_rag.model.profiles import YOUTU_EMBEDDING, get_profile
 
 logger = logging.getLogger(__name__)
@@ -130,6 +127,8 @@ def _collection_being_loaded() -> str | None:
 
 
 def _available(device: str) -> bool:
+    import torch
+
     kind = torch.device(device).type
     if kind == "cuda":
         return torch.cuda.is_available()
@@ -230,8 +229,8 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             return
         recorded = dict(collection.metadata or {})
         embedder = self.embedder
-        if not records_fingerprint(recorded) or not isinstance(
-            embedder, YoutuEmbedder | TencentCloudEmbedder
+        if not records_fingerprint(recorded) or not (
+            is_local_embedder(embedder) or isinstance(embedder, TencentCloudEmbedder)
         ):
             return
         different = differences(recorded, fingerprint(embedder))
@@ -294,10 +293,14 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             return dict(self._config)
         embedder = self._embedder
         if isinstance(embedder, HttpEmbedder):
-            return {"base_url": embedder.base_url, "model_name_or_path": embedder.model_name}
+            return {
+                "base_url": embedder.base_url,
+                "model_name_or_path": embedder.model_name,
+                **embedder.server_options(),
+            }
         if isinstance(embedder, TencentCloudEmbedder):
             return {"model_name_or_path": embedder.model_name, **embedder.settings()}
-        if not isinstance(embedder, YoutuEmbedder):
+        if not is_local_embedder(embedder):
             raise TypeError(f"cannot describe {type(embedder).__name__} in a collection config")
         return {
             "model_name_or_path": embedder.model_name,
@@ -355,6 +358,11 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             DestinationRefusedError: the config sends texts where the caller did not allow.
         """
         collection = _collection_being_loaded()
+        if "api_key" in config or "api_key_env" in config:
+            # Which secret is sent is the process's choice, never the database's.
+            raise DestinationRefusedError(
+                f"collection {collection!r} stores an API key setting; refused"
+            )
         check_destination(config, collection=collection, allowed=allowed_destinations)
         if wants_remote_code(config):
             check_stored_config(config, collection=collection, trust_remote_code=trust_remote_code)
@@ -363,6 +371,8 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
             options["trust_remote_code"] = wants_remote_code(config)
         device = options.get("device")
         if isinstance(device, str) and not _available(device):
+            from youtu_rag.model.loading import resolve_device
+
             fallback = str(resolve_device(None))
             logger.warning("device %s is not available here; using %s", device, fallback)
             options["device"] = fallback
@@ -376,6 +386,6 @@ class YoutuEmbeddingFunction(EmbeddingFunction[Documents]):
 
 def _remember_trust(embedder: TextEmbedder) -> None:
     """Note a model the caller's own code loaded with remote code (see ``_trusted_models``)."""
-    if isinstance(embedder, YoutuEmbedder) and embedder.profile.trust_remote_code:
+    if is_local_embedder(embedder) and embedder.profile.trust_remote_code:
         with _trusted_lock:
             _trusted_models.add(embedder.model_name)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from youtu_rag.backends.protocol import Embedder
-from youtu_rag.model.embedder import YoutuEmbedder
+from youtu_rag.backends.protocol import Embedder, is_local_embedder
 
 # Collection metadata keys of the embedder fingerprint.
 BACKEND_KEY = "youtu_rag:backend"  # absent from collections made before it: "local"
@@ -46,7 +45,7 @@ def recorded_pooling(embedder: Embedder) -> str:
     """The pooling as a collection records it."""
     # Mean pooling (and an API's own) keeps the value collections made before pooling modes
     # existed record.
-    if not isinstance(embedder, YoutuEmbedder) or embedder.pooling_mode == "mean":
+    if not is_local_embedder(embedder) or embedder.pooling_mode == "mean":
         return embedder.pooling
     return f"{embedder.pooling_mode} of {embedder.pooling}"
 

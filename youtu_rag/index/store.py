@@ -31,8 +31,13 @@ from chromadb.api.types import Embeddable, EmbeddingFunction, Include
 from chromadb.errors import AuthorizationError, ChromaAuthError, NotFoundError
 from chromadb.utils.batch_utils import create_batches
 
-from youtu_rag.backends.destinations import check_destination, stored_destination
-from youtu_rag.backends.protocol import Embedder, is_remote
+from youtu_rag.backends.destinations import (
+    check_destination,
+    remember_destination,
+    stored_destination,
+)
+from youtu_rag.backends.http import HttpEmbedder
+from youtu_rag.backends.protocol import Embedder, is_local_embedder, is_remote
 from youtu_rag.index.analyzer import Analyzer
 from youtu_rag.index.chroma_function import YoutuEmbeddingFunction, check_stored_config
 from youtu_rag.index.defaults import DEFAULT_COLLECTION as DEFAULT_COLLECTION
@@ -58,8 +63,8 @@ from youtu_rag.index.fusion import (
     reciprocal_rank_fusion,
 )
 from youtu_rag.index.lexical_sync import LexicalIndexError, LexicalMirror
-from youtu_rag.model.embedder import YoutuEmbedder, validate_texts
 from youtu_rag.model.resolution import ResolvedModel
+from youtu_rag.model.texts import validate_texts
 
 logger = logging.getLogger(__name__)
 
@@ -411,6 +416,15 @@ def _get_collection(
             f"collection {name!r} does not exist: build it first with `youtu-rag index PATH`"
             + (f" --collection {name}" if name != DEFAULT_COLLECTION else "")
         ) from error
+    except ValueError as error:
+        if "Embedding function conflict" not in str(error):
+            raise
+        persisted = str(error).rpartition("persisted: ")[2]
+        raise ModelMismatchError(
+            f"collection {name!r} was made with another embedding function ({persisted}): copy "
+            f"it into a youtu-rag collection with `youtu-rag reembed {name} --to NEW_NAME` "
+            "(youtu_rag.index.reembed.reembed in Python)"
+        ) from error
 
 
 class ChromaRecords:
@@ -470,7 +484,7 @@ class ChromaRecords:
         self,
         ids: Sequence[str],
         texts: Sequence[str],
-        metadatas: Sequence[Mapping[str, str | int | float | bool]] | None,
+        metadatas: Sequence[Mapping[str, str | int | float | bool] | None] | None,
         vectors: np.ndarray,
     ) -> int:
         """Upsert ready-made vectors by id, in batches no larger than the server's maximum.
@@ -478,13 +492,15 @@ class ChromaRecords:
         Args:
             ids: one per text; an existing id is overwritten.
             texts: the documents stored with the vectors.
-            metadatas: one per text.
+            metadatas: one per text (None: that record has none).
             vectors: (n, dimension), one row per text.
 
         Returns:
             The number of records written.
         """
-        metadata_list = None if metadatas is None else [dict(m) for m in metadatas]
+        metadata_list = (
+            None if metadatas is None else [None if m is None else dict(m) for m in metadatas]
+        )
         with server_errors(self.client):
             for batch_ids, batch_vectors, batch_metadatas, batch_texts in create_batches(
                 self.client,
@@ -610,6 +626,8 @@ class ChromaStore(ChromaRecords):
             StoreError: it is not in cosine space.
         """
         self.embedder = embedder
+        if isinstance(embedder, HttpEmbedder):
+            remember_destination(name, embedder.base_url)
         self.query_prefix_change: tuple[str, str] | None = None
         """(recorded, used) when the query instruction differs from the collection's."""
         function = YoutuEmbeddingFunction.from_embedder(embedder)
@@ -699,8 +717,7 @@ class ChromaStore(ChromaRecords):
             self.name,
             configuration.get("embedding_function"),
             embedder.model_name,
-            trust_remote_code=isinstance(embedder, YoutuEmbedder)
-            and embedder.profile.trust_remote_code,
+            trust_remote_code=is_local_embedder(embedder) and embedder.profile.trust_remote_code,
             own_config=_own_config(embedder),
         )
 

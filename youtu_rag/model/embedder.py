@@ -9,9 +9,8 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
-import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,44 +28,16 @@ from youtu_rag.model.pooling import PoolingMode, l2_normalize, pool, text_mask
 from youtu_rag.model.profiles import YOUTU_EMBEDDING, ModelProfile, Pooling, override
 from youtu_rag.model.quiet import quiet_model_loading
 from youtu_rag.model.resolution import ResolvedModel, resolve_model
+from youtu_rag.model.texts import validate_texts as validate_texts
 from youtu_rag.model.tokenization import UnknownTokens, encode_batch, unknown_tokens
 from youtu_rag.model.utu import Attention
 
 logger = logging.getLogger(__name__)
 
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def validate_texts(texts: str | Iterable[str]) -> list[str]:
-    """The texts as a list, or the error that names the first bad one by its index.
-
-    Args:
-        texts: one string or an iterable of strings.
-
-    Returns:
-        The texts as a list (a single string becomes a list of one).
-
-    A lone surrogate (an undecodable byte of a command line, ``"\\udcff"``, or half of a
-    pair) cannot be tokenized or stored: it becomes U+FFFD, as a decoder's ``errors="replace"``
-    would have made it, with a warning.
-
-    Raises:
-        TypeError: a text is not a string.
-        ValueError: a text is empty or whitespace only.
-    """
-    items = [texts] if isinstance(texts, str) else list(texts)
-    for index, text in enumerate(items):
-        if not isinstance(text, str):
-            raise TypeError(f"text at index {index} is {type(text).__name__}, not str")
-        if not text.strip():
-            raise ValueError(f"text at index {index} is empty or whitespace only")
-        if _SURROGATE.search(text):
-            items[index] = _SURROGATE.sub("\ufffd", text)
-            logger.warning(
-                "text at index %d holds undecodable characters; each became U+FFFD", index
-            )
-    return items
+#: Share of a call's tokens mapped to the unknown token above which the embedder warns (once):
+#: the model cannot read this script, and its vectors for it are noise. The one place this is
+#: said, so the CLI, the server and the adapters say it alike.
+UNKNOWN_TOKEN_WARNING = 0.10
 
 
 @dataclass(frozen=True)
@@ -328,6 +299,18 @@ class YoutuEmbedder:
         seen = unknown_tokens(self.backbone.tokenizer, encodings)
         with self._unknown_lock:
             self._unknown += seen
+        if seen.fraction > UNKNOWN_TOKEN_WARNING:
+            self._notices.warn(
+                "unknown tokens",
+                seen.unknown,
+                "%s could not read %.0f%% of the text it was given (%d of %d tokens became its "
+                "unknown token): its results for this text are noise. Use a model that reads "
+                "this language, e.g. tencent/Youtu-Embedding for Chinese.",
+                self.model_name,
+                100 * seen.fraction,
+                seen.unknown,
+                seen.total,
+            )
         token_ids: list[list[int]] = [encoding.ids for encoding in encodings]
         packed = _Packed.from_lists(
             token_ids, [[end for _, end in encoding.offsets] for encoding in encodings]

@@ -18,10 +18,8 @@ from typing import Literal
 
 import torch
 
-#: How the pooled positions become one vector, named as sentence-transformers names them:
-#: ``"mean"`` averages them, ``"cls"`` takes the first, ``"lasttoken"`` the last.
-PoolingMode = Literal["mean", "cls", "lasttoken"]
-POOLING_MODES: tuple[PoolingMode, ...] = ("mean", "cls", "lasttoken")
+from youtu_rag.model.defaults import POOLING_MODES as POOLING_MODES
+from youtu_rag.model.defaults import PoolingMode as PoolingMode
 
 
 def text_mask(

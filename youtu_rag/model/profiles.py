@@ -21,10 +21,9 @@ from typing import Any, Literal
 
 from youtu_rag.model.defaults import MINILM as MINILM
 from youtu_rag.model.defaults import YOUTU_EMBEDDING as YOUTU_EMBEDDING
+from youtu_rag.model.defaults import Attention, PoolingMode
 from youtu_rag.model.instructions import DEFAULT_QUERY_TASK, QUERY_TEMPLATE
-from youtu_rag.model.pooling import PoolingMode
 from youtu_rag.model.st_config import SentenceTransformersConfig
-from youtu_rag.model.utu import Attention
 
 logger = logging.getLogger(__name__)
 

@@ -28,10 +28,11 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from youtu_rag.model.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS
-from youtu_rag.model.embedder import validate_texts
 from youtu_rag.model.loading import resolve_device, resolve_dtype
 from youtu_rag.model.notices import OnceWarnings
 from youtu_rag.model.quiet import quiet_model_loading
+from youtu_rag.model.resolution import read_config
+from youtu_rag.model.texts import validate_texts
 
 __all__ = ["Reranker", "check_top_n", "ranked"]
 
@@ -70,6 +71,7 @@ class Reranker:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
+        read_config(model)  # a model that cannot be found: ModelNotFoundError, as everywhere
         with quiet_model_loading():
             self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=False)
             self.model = AutoModelForSequenceClassification.from_pretrained(

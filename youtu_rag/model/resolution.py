@@ -16,10 +16,10 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from transformers.utils.hub import cached_file
-
+from youtu_rag.model.defaults import is_utu
 from youtu_rag.model.profiles import (
     YOUTU_EMBEDDING,
     ModelProfile,
@@ -28,7 +28,6 @@ from youtu_rag.model.profiles import (
     youtu_rules,
 )
 from youtu_rag.model.st_config import SentenceTransformersConfig, read_sentence_transformers_config
-from youtu_rag.model.utu import is_utu
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +64,41 @@ class ResolvedModel:
         return is_utu(dict(self.config))
 
 
+class ModelNotFoundError(OSError):
+    """A model string that names no model this process can read: no such folder, a folder
+    without ``config.json``, or a hub id neither in the local cache nor downloadable. The same
+    message from every entry point (Python, the CLI, the server)."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(
+            f"cannot load model {model!r}: {reason}. To work offline, pass a local directory "
+            "holding the model (config.json, weights, tokenizer)."
+        )
+        self.model = model
+        self.reason = reason
+
+
+def check_model_folder(model: str) -> None:
+    """A model string that is a path (``/``, ``.``, ``~`` first) must be a model's folder:
+    checked before transformers is even imported.
+
+    Raises:
+        ModelNotFoundError: no such directory, or no ``config.json`` in it.
+    """
+    if not model.startswith(("/", ".", "~")):
+        return
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        raise ModelNotFoundError(model, "no such directory")
+    if not (folder / "config.json").is_file():
+        raise ModelNotFoundError(model, "the folder holds no config.json")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(error).__name__
+
+
 def read_config(source: str) -> dict[str, Any]:
     """``config.json`` of a hub id or local directory, read as data: no checkpoint code runs.
 
@@ -77,12 +111,18 @@ def read_config(source: str) -> dict[str, Any]:
         The parsed config.
 
     Raises:
-        OSError: there is no ``config.json``, or the hub cannot be reached for a checkpoint
-            not in the local cache.
+        ModelNotFoundError: there is no ``config.json``, or the hub cannot be reached for a
+            checkpoint not in the local cache.
     """
-    path = cached_file(source, "config.json")
+    check_model_folder(source)
+    from transformers.utils.hub import cached_file  # transformers loads slowly: only here
+
+    try:
+        path = cached_file(source, "config.json")
+    except OSError as error:
+        raise ModelNotFoundError(source, _first_line(error)) from error
     if path is None:
-        raise OSError(f"{source} has no config.json")
+        raise ModelNotFoundError(source, "it has no config.json")
     with open(path, encoding="utf-8") as handle:
         config: dict[str, Any] = json.load(handle)
     return config

@@ -15,9 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from transformers.utils.hub import cached_file
-
-from youtu_rag.model.pooling import POOLING_MODES, PoolingMode
+from youtu_rag.model.defaults import POOLING_MODES, PoolingMode
 
 MODULES_FILE = "modules.json"
 POOLING_FILE = "config.json"
@@ -79,6 +77,8 @@ def read_json(source: str, filename: str, subfolder: str = "") -> Any:
         OSError: the hub cannot be reached for a checkpoint not in the local cache.
         json.JSONDecodeError: the file is not JSON.
     """
+    from transformers.utils.hub import cached_file  # transformers loads slowly: only here
+
     path = cached_file(
         source, filename, subfolder=subfolder, _raise_exceptions_for_missing_entries=False
     )

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import torch
 from transformers import LlamaConfig, LlamaModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaAttention
 
+from youtu_rag.model.defaults import UTU_MODEL_TYPE as UTU_MODEL_TYPE
+from youtu_rag.model.defaults import Attention as Attention
+from youtu_rag.model.defaults import is_utu as is_utu
+
 logger = logging.getLogger(__name__)
-
-UTU_MODEL_TYPE = "utu"
-
-#: ``"bidirectional"``: every token attends to every non-padding token (how Youtu-Embedding was
-#: trained and evaluated). ``"causal"``: each token attends to itself and earlier tokens only.
-Attention = Literal["bidirectional", "causal"]
 
 #: Config keys that describe the checkpoint's packaging, not the network.
 _PACKAGING_KEYS = ("model_type", "architectures", "auto_map", "transformers_version")
@@ -128,18 +126,6 @@ def key_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.
     return torch.zeros(blocked.shape, dtype=dtype, device=attention_mask.device).masked_fill(
         blocked, torch.finfo(dtype).min
     )
-
-
-def is_utu(config: dict[str, Any]) -> bool:
-    """Whether a ``config.json`` is a Youtu-Embedding (``utu``) checkpoint's.
-
-    Args:
-        config: the parsed ``config.json``.
-
-    Returns:
-        ``True`` when its ``model_type`` is ``utu``.
-    """
-    return config.get("model_type") == UTU_MODEL_TYPE
 
 
 def llama_config(config: dict[str, Any]) -> LlamaConfig:

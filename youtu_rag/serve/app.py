@@ -26,14 +26,13 @@ import contextlib
 import copy
 import hmac
 import logging
-import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import orjson
@@ -47,10 +46,16 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from youtu_rag.backends.protocol import TextReranker
-from youtu_rag.model.embedder import TokenCounts, YoutuEmbedder, count_tokens, validate_texts
+from youtu_rag.index.fingerprint import recorded_pooling
+from youtu_rag.model.texts import validate_texts
 from youtu_rag.serve.batching import Batcher, Job, QueueFullError, ShuttingDownError
 from youtu_rag.serve.metrics import ServerMetrics
 from youtu_rag.serve.reranking import parse_request, rerank_answer
+from youtu_rag.serve.sockets import listen
+
+if TYPE_CHECKING:
+    # The model's modules import torch: the server answers /health before they load.
+    from youtu_rag.model.embedder import TokenCounts, YoutuEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +288,9 @@ class EmbeddingService:
                 "max_length": embedder.max_length,
                 "query_prefix": embedder.query_prefix,
                 "document_prefix": embedder.document_prefix,
+                # The collection fingerprint's terms: a client's vectors are this model's.
+                "pooling": recorded_pooling(embedder),
+                "backend": embedder.backend,
             },
             {**base, "id": f"{name}:query", "input_type": "query"},
             {**base, "id": f"{name}:document", "input_type": "document"},
@@ -402,6 +410,8 @@ class EmbeddingService:
         """Token counts, computed on the counting thread one slice at a time: a slice of every
         request in flight runs in turn, so a small request waits for a few slices, never for a
         whole large request."""
+        from youtu_rag.model.embedder import TokenCounts, count_tokens  # loaded by now
+
         loop = asyncio.get_running_loop()
         lengths: list[int] = []
         truncated: list[int] = []
@@ -716,8 +726,22 @@ class _DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(service: EmbeddingService, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the server until SIGTERM or Ctrl-C; raise if the model could not be loaded."""
+def serve(
+    service: EmbeddingService,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    listening: socket.socket | None = None,
+) -> None:
+    """Run the server until SIGTERM or Ctrl-C; raise if the model could not be loaded.
+
+    ``listening``: a socket from :func:`~youtu_rag.serve.sockets.listen`, bound by the caller
+    before the slow imports (then ``host`` and ``port`` are its own); None binds one here,
+    before the model loads.
+    """
+    if listening is None:
+        listening = listen(host, port)
+    host, port = listening.getsockname()[:2]
     config = uvicorn.Config(
         create_app(service),
         host=host,
@@ -728,13 +752,6 @@ def serve(service: EmbeddingService, host: str = "127.0.0.1", port: int = 8080) 
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=GRACE_PERIOD_S,
     )
-    # Bound here, not by uvicorn, so a busy port is one error (uvicorn logs it and exits 1
-    # from inside its own loop) before the model loads.
-    try:
-        listening = socket.create_server((host, port))
-    except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise OSError(f"cannot listen on {host}:{port}: {reason}") from None
     server = _DrainingServer(config, service)
 
     def stop(error: BaseException) -> None:
@@ -743,5 +760,7 @@ def serve(service: EmbeddingService, host: str = "127.0.0.1", port: int = 8080) 
     service.on_load_failure = stop
     with listening:
         server.run(sockets=[listening])
+    if isinstance(service.load_error, OSError):  # ModelNotFoundError: its own message
+        raise service.load_error
     if service.load_error is not None:
         raise RuntimeError(f"cannot load the model: {service.load_error}") from service.load_error

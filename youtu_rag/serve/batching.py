@@ -30,11 +30,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.serve.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from youtu_rag.model.embedder import YoutuEmbedder
 
 logger = logging.getLogger(__name__)
 

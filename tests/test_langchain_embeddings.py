@@ -99,7 +99,8 @@ def test_cache_backed_embeddings_take_the_model_name_as_namespace() -> None:
 def test_what_differs_is_refused_in_one_sentence() -> None:
     with pytest.raises(ValueError, match=r"normalize_embeddings\]=False is not supported"):
         YoutuEmbeddings(MINILM, encode_kwargs={"normalize_embeddings": False})
-    with pytest.raises(ValueError, match="encode_kwargs 'prompt_name' not understood"):
+    # Documents embedded with the query prompt: the replacement is named.
+    with pytest.raises(ValueError, match="the document instruction is document_instruction="):
         YoutuEmbeddings(MINILM, encode_kwargs={"prompt_name": "query"})
     with pytest.raises(TypeError, match="give the model once"):
         YoutuEmbeddings(MINILM, model_name=MINILM)

@@ -383,22 +383,20 @@ def search(
     the collection records, unless --model says otherwise (it must be the same); the line
     "model: ..." on stderr says which, and where the choice came from.
     """
-    from youtu_rag.index.fusion import check_mode
-
     _require_text(query, "QUERY")
-    filters = _parse_where(where)
-    search_mode = check_mode(mode)
-    reranker = None if rerank is None else load_reranker(rerank, model_options)
-    store, chosen = open_store(
+    retrieval = _Retrieval.open(
+        k,
+        where,
+        mmr,
+        mode,
+        rerank,
+        candidates,
+        query_instruction,
+        server,
         store_options,
         model_options,
-        create=False,
-        query_instruction=query_instruction,
-        server=server_or_default(server),
     )
-    _say_model(store, chosen)
-    hits = _retrieve(store, query, k, filters, mmr, search_mode, reranker, candidates)
-    _print_hits(hits, search_mode, as_json=as_json)
+    _print_hits(retrieval.run(query), retrieval.mode, as_json=as_json)
 
 
 @app.command()
@@ -419,19 +417,18 @@ def shell(
 ) -> None:
     """Search interactively: the model and the index open once, then each line read is a query,
     answered as `search` answers it (an empty line is skipped; Ctrl-D or `exit` ends)."""
-    from youtu_rag.index.fusion import check_mode
-
-    filters = _parse_where(where)
-    search_mode = check_mode(mode)
-    reranker = None if rerank is None else load_reranker(rerank, model_options)
-    store, chosen = open_store(
+    retrieval = _Retrieval.open(
+        k,
+        where,
+        mmr,
+        mode,
+        rerank,
+        candidates,
+        query_instruction,
+        server,
         store_options,
         model_options,
-        create=False,
-        query_instruction=query_instruction,
-        server=server_or_default(server),
     )
-    _say_model(store, chosen)
     interactive = sys.stdin.isatty()
     while True:
         try:
@@ -443,8 +440,7 @@ def shell(
             break
         if not query:
             continue
-        hits = _retrieve(store, query, k, filters, mmr, search_mode, reranker, candidates)
-        _print_hits(hits, search_mode, as_json=as_json)
+        _print_hits(retrieval.run(query), retrieval.mode, as_json=as_json)
 
 
 def _origin(hit: Hit) -> str:
@@ -517,23 +513,23 @@ def ask(
 
     Without --chat, print the context a chat model would get.
     """
-    from youtu_rag.index.fusion import check_mode
     from youtu_rag.index.prompt import format_context, format_sources
 
     _require_text(question, "QUESTION")
-    filters = _parse_where(where)
-    search_mode = check_mode(mode)
     chat_model = None if chat is None else _chat_model(chat)
-    reranker = None if rerank is None else load_reranker(rerank, model_options)
-    store, chosen = open_store(
+    retrieval = _Retrieval.open(
+        k,
+        where,
+        mmr,
+        mode,
+        rerank,
+        candidates,
+        query_instruction,
+        server,
         store_options,
         model_options,
-        create=False,
-        query_instruction=query_instruction,
-        server=server_or_default(server),
     )
-    _say_model(store, chosen)
-    hits = _retrieve(store, question, k, filters, mmr, search_mode, reranker, candidates)
+    hits = retrieval.run(question)
     if not hits:
         # Nothing to answer from: a chat model given an empty context answers from nowhere.
         err_console.print("no matching passages")
@@ -565,24 +561,58 @@ def ask(
     console.print(format_sources(to_passages(sources)))
 
 
-def _retrieve(
-    store: ChromaStore,
-    query: str,
-    k: int,
-    filters: dict[str, Any] | None,
-    mmr: bool,
-    mode: SearchMode,
-    reranker: Any,
-    candidates: int,
-) -> list[Hit]:
-    """The first stage (``candidates`` hits when a reranker reorders them), then the rerank."""
-    first = max(k, candidates) if reranker is not None else k
-    hits = store.search(query, k=first, where=filters, mmr=mmr, mode=mode)
-    if reranker is not None:
+@dataclasses.dataclass(frozen=True)
+class _Retrieval:
+    """What ``search``, ``shell`` and ``ask`` retrieve with: the store opened once, the filter,
+    mode and reranker checked before anything loads."""
+
+    store: ChromaStore
+    k: int
+    filters: dict[str, Any] | None
+    mmr: bool
+    mode: SearchMode
+    reranker: Any
+    candidates: int
+
+    @classmethod
+    def open(
+        cls,
+        k: int,
+        where: str | None,
+        mmr: bool,
+        mode: str,
+        rerank: str | None,
+        candidates: int,
+        query_instruction: str | None,
+        server: str | None,
+        store_options: StoreOptions,
+        model_options: CollectionModelOptions,
+    ) -> _Retrieval:
+        from youtu_rag.index.fusion import check_mode
+
+        filters = _parse_where(where)
+        search_mode = check_mode(mode)
+        reranker = None if rerank is None else load_reranker(rerank, model_options)
+        store, chosen = open_store(
+            store_options,
+            model_options,
+            create=False,
+            query_instruction=query_instruction,
+            server=server_or_default(server),
+        )
+        _say_model(store, chosen)
+        return cls(store, k, filters, mmr, search_mode, reranker, candidates)
+
+    def run(self, query: str) -> list[Hit]:
+        """The first stage (``candidates`` hits when a reranker reorders them), then the
+        rerank."""
+        first = max(self.k, self.candidates) if self.reranker is not None else self.k
+        hits = self.store.search(query, k=first, where=self.filters, mmr=self.mmr, mode=self.mode)
+        if self.reranker is None:
+            return hits
         from youtu_rag.index.rerank import rerank_hits
 
-        hits = rerank_hits(reranker, query, hits, k)
-    return hits
+        return rerank_hits(self.reranker, query, hits, self.k)
 
 
 def _answer_chain(hits: list[Hit], chat_model: Any) -> Any:

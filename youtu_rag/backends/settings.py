@@ -38,6 +38,7 @@ from youtu_rag.model.defaults import (
     PoolingMode,
 )
 from youtu_rag.model.profiles import YOUTU_EMBEDDING, Pooling
+from youtu_rag.model.st_config import DOCUMENT_PROMPT_NAMES
 
 if TYPE_CHECKING:
     from youtu_rag.model.embedder import YoutuEmbedder
@@ -395,7 +396,7 @@ def _unpack_huggingface_options(data: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"{group} {', '.join(map(repr, unknown))} not understood; {group} may hold "
                 f"{', '.join(known)}"
-                + (" , prompt and normalize_embeddings=True" if side is not None else "")
+                + (", prompt and normalize_embeddings=True" if side is not None else "")
             )
         for key, value in entries.items():
             name = known[key]
@@ -411,7 +412,7 @@ def _take_prompt(entries: dict[str, Any], group: str, side: str, options: dict[s
     verbatim prefix for a plain checkpoint; Youtu-Embedding takes the task text); a
     ``prompt_name`` must name the side's own prompt, which is the default already."""
     name = entries.pop("prompt_name", None)
-    own = ("query",) if side == "query" else ("document", "passage", "corpus")
+    own = ("query",) if side == "query" else DOCUMENT_PROMPT_NAMES
     if name is not None and name not in own:
         raise ValueError(
             f"{group}['prompt_name']={name!r}: the {side} instruction is {side}_instruction= "

@@ -47,6 +47,8 @@ def reembed(
     """Copy SOURCE's ids, texts and metadata into the youtu-rag collection --to, embedded anew
     (the source is only read). A run that stops resumes where it left off; records without
     text are counted and left out. Ctrl-C stops after the current step (exit status 130)."""
+    from chromadb.errors import NotFoundError
+
     from youtu_rag.index.reembed import reembed as copy_collection
     from youtu_rag.index.store import CollectionNotFoundError, connect, server_errors
 
@@ -60,11 +62,11 @@ def reembed(
         from_url if elsewhere else url,
         create=False,
     )
-    with server_errors(client):
-        names = [collection.name for collection in client.list_collections()]
-        if source not in names:
-            raise CollectionNotFoundError(f"collection {source!r} does not exist there")
-        collection = client.get_collection(source)
+    try:
+        with server_errors(client):
+            collection = client.get_collection(source)
+    except NotFoundError as error:
+        raise CollectionNotFoundError(f"collection {source!r} does not exist there") from error
     with database_removed_on_failure(target) as clients:
         store, chosen = open_store(target, model_options, create=True)
         clients.append(store.client)

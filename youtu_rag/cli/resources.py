@@ -45,7 +45,7 @@ def model_not_found(model: str) -> Iterator[None]:
     except ModelNotFoundError:
         raise
     except OSError as error:
-        raise ModelNotFoundError(model, one_line(error).rstrip(".")) from error
+        raise ModelNotFoundError.from_error(model, error) from error
 
 
 #: What a collection records about its embedder besides the model name, as embedder options.
@@ -241,25 +241,20 @@ def open_store(
         if not create:
             raise
     chosen = choose_model(info, model.model, query_instruction=query_instruction)
-    if server is not None:
+    if info is not None:
+        check_model_name(info, chosen.name)
+    if server is not None:  # the model's files are the server's: nothing to read here
         if query_instruction is not None:
             raise ValueError("--query-instruction is the server's own with --server")
         embedder = server_embedder(server, chosen)
-        if info is not None:  # the model's files are the server's: nothing to read here
-            check_model_name(info, chosen.name)
-    elif is_server_url(chosen.name):
-        if info is not None:
-            check_model_name(info, chosen.name)
-            if chosen.origin != "--model":
-                # The URL came from the database: texts go there only if the caller allows it.
-                try:
-                    check_destination({"base_url": chosen.name}, collection=info.name)
-                except DestinationRefusedError as error:
-                    raise DestinationRefusedError(f"{error}, or --model {chosen.name}") from None
-        embedder = load_embedder(chosen.name, model, chosen.rules)
     else:
-        if info is not None:
-            check_model_name(info, chosen.name)
+        if info is not None and is_server_url(chosen.name) and chosen.origin != "--model":
+            # The URL came from the database: texts go there only if the caller allows it.
+            try:
+                check_destination({"base_url": chosen.name}, collection=info.name)
+            except DestinationRefusedError as error:
+                raise DestinationRefusedError(f"{error}, or --model {chosen.name}") from None
+        elif info is not None and not is_server_url(chosen.name):
             check_model(info, resolve_model_option(chosen.name))
         embedder = load_embedder(chosen.name, model, chosen.rules)
     if client is None:

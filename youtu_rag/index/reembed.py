@@ -9,7 +9,6 @@ where it left off: records already in the target with the same text are not embe
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +17,6 @@ from chromadb.api.models.Collection import Collection
 from tqdm.auto import tqdm
 
 from youtu_rag.index.store import ChromaStore, server_errors
-
-logger = logging.getLogger(__name__)
 
 #: Records read from the source and embedded per step.
 DEFAULT_PAGE_SIZE = 256

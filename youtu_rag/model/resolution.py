@@ -77,6 +77,12 @@ class ModelNotFoundError(OSError):
         self.model = model
         self.reason = reason
 
+    @classmethod
+    def from_error(cls, model: str, error: BaseException) -> ModelNotFoundError:
+        """The loader's error (transformers', huggingface_hub's) as its first line."""
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return cls(model, lines[0].rstrip(".") if lines else type(error).__name__)
+
 
 def check_model_folder(model: str) -> None:
     """A model string that is a path (``/``, ``.``, ``~`` first) must be a model's folder:
@@ -92,11 +98,6 @@ def check_model_folder(model: str) -> None:
         raise ModelNotFoundError(model, "no such directory")
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(model, "the folder holds no config.json")
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0].rstrip(".") if lines else type(error).__name__
 
 
 def read_config(source: str) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def read_config(source: str) -> dict[str, Any]:
     try:
         path = cached_file(source, "config.json")
     except OSError as error:
-        raise ModelNotFoundError(source, _first_line(error)) from error
+        raise ModelNotFoundError.from_error(source, error) from error
     if path is None:
         raise ModelNotFoundError(source, "it has no config.json")
     with open(path, encoding="utf-8") as handle:

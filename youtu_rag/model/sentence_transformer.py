@@ -21,6 +21,7 @@ import torch
 
 from youtu_rag.model.embedder import YoutuEmbedder
 from youtu_rag.model.profiles import YOUTU_EMBEDDING
+from youtu_rag.model.st_config import DOCUMENT_PROMPT_NAMES
 
 #: sentence-transformers arguments with no counterpart here, and what to do instead.
 _REFUSED = {
@@ -198,7 +199,7 @@ class SentenceTransformer:
         self, sentences: str | Sequence[str], **options: Any
     ) -> np.ndarray | torch.Tensor | list[torch.Tensor]:
         """``encode`` with the document prompt (when the model has one)."""
-        name = next((n for n in ("document", "passage", "corpus") if n in self.prompts), None)
+        name = next((n for n in DOCUMENT_PROMPT_NAMES if n in self.prompts), None)
         if name is not None and "prompt" not in options:
             options.setdefault("prompt_name", name)
         return self.encode(sentences, **options)

@@ -47,6 +47,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from youtu_rag.backends.protocol import TextReranker
 from youtu_rag.index.fingerprint import recorded_pooling
+from youtu_rag.model.resolution import ModelNotFoundError
 from youtu_rag.model.texts import validate_texts
 from youtu_rag.serve.batching import Batcher, Job, QueueFullError, ShuttingDownError
 from youtu_rag.serve.metrics import ServerMetrics
@@ -760,7 +761,7 @@ def serve(
     service.on_load_failure = stop
     with listening:
         server.run(sockets=[listening])
-    if isinstance(service.load_error, OSError):  # ModelNotFoundError: its own message
+    if isinstance(service.load_error, ModelNotFoundError):  # its own one-line message
         raise service.load_error
     if service.load_error is not None:
         raise RuntimeError(f"cannot load the model: {service.load_error}") from service.load_error

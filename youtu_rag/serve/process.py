@@ -71,19 +71,35 @@ def running_server(
         )
     server = ServerProcess(f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + ready_timeout_s
-        while True:
-            try:
-                if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"youtu-rag serve did not come up:\n{server.log_text()}")
-            time.sleep(0.2)
+        try:
+            wait_until_ready(f"{server.url}/health", process, ready_timeout_s)
+        except RuntimeError as error:
+            raise RuntimeError(
+                f"youtu-rag serve did not come up ({error}):\n{server.log_text()}"
+            ) from None
         yield server
     finally:
         stop_process(process, timeout_s=30)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[Any], timeout_s: float) -> None:
+    """Return once ``url`` answers 200 (a server's health route).
+
+    Raises:
+        RuntimeError: the process exited, or ``timeout_s`` passed, first.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"the server of {url} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer 200 within {timeout_s:g} s")
+        time.sleep(0.2)
 
 
 def stop_process(process: subprocess.Popen[Any], timeout_s: float = 15) -> None:
